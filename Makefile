@@ -1,0 +1,47 @@
+# Every entry point installs what it needs first; see README for the two commands that matter.
+SHELL := /bin/bash
+VENV ?= .venv
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Scenarios to run, all by default: `make molecule SCENARIOS="swap preflight"`.
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# Debian suites of the simulated NAS images the scenarios use.
+NAS_SUITES ?= bookworm
+
+.PHONY: setup images lint unit molecule build test demo demo-down changelog
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+images:
+	@command -v debootstrap >/dev/null || (apt-get update -qq && apt-get install -y -qq debootstrap)
+	@for suite in $(NAS_SUITES); do tests/images/build-nas.sh $$suite || exit 1; done
+
+lint: setup
+	yamllint --strict .
+	ansible-lint
+	antsibull-changelog lint
+
+unit: setup
+	pytest tests/unit
+
+molecule: setup images
+	tests/run-scenarios.sh $(SCENARIOS)
+
+build: setup
+	ansible-galaxy collection build --force --output-path .cache/
+
+test: lint unit build molecule
+
+demo: setup images
+	tests/demo/run.sh
+
+demo-down: setup
+	tests/demo/down.sh
+
+changelog: setup
+	antsibull-changelog release

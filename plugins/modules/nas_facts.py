@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Gather what nasai.stack needs to know about a NAS host in one round trip."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nas_facts
+short_description: Gather NAS platform, hardware, GPU, Docker and data-path facts
+version_added: 0.1.0
+description:
+  - Reads, without changing anything, what the nasai.stack roles need to know about a host
+    in a single module call, and returns it as the C(nasai_nas) fact.
+  - The NAS platform is told from its marker files (Synology DSM, QNAP QTS, Unraid,
+    TrueNAS SCALE, OpenMediaVault), falling back to C(/etc/os-release).
+  - CPU count is the number of CPUs this process may run on (it honours a cpuset); memory is
+    C(MemTotal), lowered to the cgroup memory limit when one is set.
+options:
+  data_path:
+    description:
+      - Where the stack keeps its data. It may not exist yet; free space is then read from
+        its nearest existing parent.
+    type: path
+    default: /container/data
+author:
+  - nasai.stack contributors
+"""
+
+EXAMPLES = r"""
+- name: Gather NAS facts
+  nasai.stack.nas_facts:
+    data_path: /srv/dev-disk-by-label-data/container
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts about the host.
+  returned: always
+  type: dict
+  contains:
+    nasai_nas:
+      description: Platform, cpu, memory, architecture, gpu, docker and data_path details.
+      type: dict
+      sample:
+        platform: {name: openmediavault, version: "7.4.2", appliance: false}
+        architecture: x86_64
+        cpu_count: 4
+        memory_bytes: 8254390272
+        gpu: {present: false, nvidia: false, dri_render_nodes: []}
+        docker: {installed: true, version: "20.10.24+dfsg1", socket: true}
+        data_path: {path: /container/data, exists: false, probed: /, mount: /, fstype: ext4,
+                    size_total: 268435456000, size_available: 85899345920}
+"""
+
+import glob
+import os
+import platform
+import re
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Marker files of the NAS platforms, checked in this order. `appliance` platforms manage their
+# own packages and Docker engine: the stack adopts what is there instead of installing.
+PLATFORM_MARKERS = (
+    ("synology_dsm", ("/etc.defaults/VERSION", "/etc/synoinfo.conf"), True),
+    ("qnap_qts", ("/etc/config/uLinux.conf", "/sbin/getcfg"), True),
+    ("unraid", ("/etc/unraid-version",), True),
+    ("truenas_scale", ("/usr/bin/midclt", "/etc/truenas-version"), True),
+    ("openmediavault", ("/etc/openmediavault/config.xml", "/usr/sbin/omv-confdbadm"), False),
+)
+
+# Where each platform writes its version, and the pattern that pulls it out.
+VERSION_SOURCES = {
+    "synology_dsm": ("/etc.defaults/VERSION", r'productversion="([^"]+)"'),
+    "qnap_qts": ("/etc/config/uLinux.conf", r"(?m)^\s*Version\s*=\s*(\S+)"),
+    "unraid": ("/etc/unraid-version", r'version="([^"]+)"'),
+    "truenas_scale": ("/etc/version", r"(\S+)"),
+    "openmediavault": ("/var/lib/dpkg/status", r"Package: openmediavault\n(?:[^\n]+\n)*?Version: (\S+)"),
+}
+
+
+def read_text(path, limit=1 << 20):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+
+
+def os_release(root="/"):
+    text = read_text(os.path.join(root, "etc/os-release")) or ""
+    pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text)
+    return {key: value for key, _quote, value in pairs}
+
+
+def detect_platform(root="/"):
+    """Return name, version and whether the platform is an appliance that owns its packages."""
+    for name, markers, appliance in PLATFORM_MARKERS:
+        found = [m for m in markers if os.path.exists(os.path.join(root, m.lstrip("/")))]
+        if found:
+            version = None
+            source, pattern = VERSION_SOURCES[name]
+            match = re.search(pattern, read_text(os.path.join(root, source.lstrip("/"))) or "")
+            if match:
+                version = match.group(1)
+            return {"name": name, "version": version, "appliance": appliance, "markers": found}
+    release = os_release(root)
+    name = release.get("ID", "linux")
+    return {"name": name if name in ("debian", "ubuntu") else "linux",
+            "version": release.get("VERSION_ID"), "appliance": False, "markers": [],
+            "os_id": name}
+
+
+def cgroup_memory_limit(root="/"):
+    """The memory limit of this process's cgroup (v1 or v2), or None when unlimited."""
+    text = read_text(os.path.join(root, "proc/self/cgroup")) or ""
+    for line in text.splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if controllers == "":
+            candidate = os.path.join(root, "sys/fs/cgroup", path.lstrip("/"), "memory.max")
+        elif "memory" in controllers.split(","):
+            candidate = os.path.join(root, "sys/fs/cgroup/memory", path.lstrip("/"),
+                                     "memory.limit_in_bytes")
+        else:
+            continue
+        value = (read_text(candidate) or "").strip()
+        if value.isdigit() and int(value) < (1 << 60):
+            return int(value)
+    return None
+
+
+def memory_bytes(root="/"):
+    match = re.search(r"(?m)^MemTotal:\s+(\d+) kB", read_text(os.path.join(root, "proc/meminfo")) or "")
+    total = int(match.group(1)) * 1024 if match else 0
+    limit = cgroup_memory_limit(root)
+    return min(total, limit) if limit else total
+
+
+def cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def detect_gpu(root="/"):
+    nvidia = any(os.path.exists(os.path.join(root, p)) for p in ("dev/nvidiactl", "dev/nvidia0")) \
+        or shutil.which("nvidia-smi") is not None
+    dri = sorted(glob.glob(os.path.join(root, "dev/dri/renderD*")))
+    return {"present": nvidia or bool(dri), "nvidia": nvidia, "dri_render_nodes": dri}
+
+
+def detect_docker(module):
+    binary = shutil.which("docker") or shutil.which("dockerd")
+    result = {"installed": binary is not None, "binary": binary, "version": None,
+              "socket": os.path.exists("/var/run/docker.sock")}
+    if binary:
+        # `--version` reads only the binary: it answers even when the engine is stopped.
+        rc, out, _err = module.run_command([binary, "--version"])
+        match = re.search(r"version ([^\s,]+)", out) if rc == 0 else None
+        result["version"] = match.group(1) if match else None
+    return result
+
+
+def mount_of(path, mounts_text):
+    """The mount point and filesystem type holding `path` (longest matching mount point)."""
+    best = ("/", "unknown")
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
+
+
+def data_path_facts(path, root="/"):
+    path = os.path.normpath(path)
+    probed = path
+    while not os.path.exists(probed) and probed != "/":
+        probed = os.path.dirname(probed)
+    stats = os.statvfs(probed)
+    point, fstype = mount_of(os.path.realpath(probed), read_text(os.path.join(root, "proc/mounts")) or "")
+    return {"path": path, "exists": probed == path, "probed": probed, "mount": point,
+            "fstype": fstype, "size_total": stats.f_blocks * stats.f_frsize,
+            "size_available": stats.f_bavail * stats.f_frsize}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={"data_path": {"type": "path", "default": "/container/data"}},
+        supports_check_mode=True,
+    )
+    facts = {
+        "platform": detect_platform(),
+        "architecture": platform.machine(),
+        "cpu_count": cpu_count(),
+        "memory_bytes": memory_bytes(),
+        "gpu": detect_gpu(),
+        "docker": detect_docker(module),
+        "data_path": data_path_facts(module.params["data_path"]),
+    }
+    module.exit_json(changed=False, ansible_facts={"nasai_nas": facts})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Create, resize, activate or remove a swap file, on ext4, xfs and btrfs."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: swapfile
+short_description: Manage a swap file (size, activation, priority) safely on ext4, xfs and btrfs
+version_added: 0.1.0
+description:
+  - Makes the file at O(path) a swap file of O(size) and turns it on, in one idempotent step:
+    same size and active means no change; another size means swapoff, recreate, swapon.
+  - On btrfs the file is created with copy-on-write disabled (C(btrfs filesystem mkswapfile) when
+    btrfs-progs has it, otherwise C(chattr +C) on an empty file before it is filled), as the kernel
+    requires; on ext4 it is allocated with fallocate; elsewhere (xfs, ...) it is written out in full.
+  - Refuses to create or grow the file when less than O(min_free) would be left free.
+  - Never overwrites or deletes a file that has no swap signature unless O(replace_foreign=true).
+  - Persistence across reboots (fstab) and swappiness are left to other modules.
+options:
+  path:
+    description: Absolute path of the swap file.
+    type: path
+    required: true
+  size:
+    description:
+      - Size, as bytes or a human-readable size such as C(4G), C(4GiB), C(512M).
+      - Rounded down to whole pages. Required when O(state=present).
+    type: str
+  state:
+    description: C(present) makes and turns on the swap file; C(absent) turns it off and removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  active:
+    description: Whether the swap file is turned on (C(present) only).
+    type: bool
+    default: true
+  priority:
+    description: Swap priority (-1 to 32767); unset leaves the kernel's choice.
+    type: int
+  min_free:
+    description: Bytes (or a human-readable size) that must stay free on the filesystem afterwards.
+    type: str
+    default: "1G"
+  replace_foreign:
+    description: Allow replacing or removing a file at O(path) that is not a swap file.
+    type: bool
+    default: false
+author:
+  - nasai.stack contributors
+"""
+
+EXAMPLES = r"""
+- name: A 4 GiB swap file
+  nasai.stack.swapfile:
+    path: /swapfile
+    size: 4G
+"""
+
+RETURN = r"""
+size:
+  description: Size of the swap file in bytes (0 when absent).
+  returned: always
+  type: int
+active:
+  description: Whether the file is in use as swap.
+  returned: always
+  type: bool
+fstype:
+  description: Filesystem holding the file.
+  returned: always
+  type: str
+actions:
+  description: What was done (or would be done in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+SWAP_MAGIC = (b"SWAPSPACE2", b"SWAP-SPACE")
+UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+CHUNK = 1 << 20
+
+
+def parse_size(text):
+    """Bytes from `4G`, `4GiB`, `4 GB`, `512M` or a plain number of bytes; None if not a size.
+
+    Units are binary: a NAS admin writing 4G means 4 GiB, as fallocate and mkswap do.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if not match:
+        return None
+    return int(float(match.group(1)) * UNITS[match.group(2).upper()])
+
+
+def page_size():
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+def has_swap_signature(path):
+    """The swap magic sits in the last 10 bytes of the first page."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(page_size() - 10)
+            return handle.read(10) in SWAP_MAGIC
+    except OSError:
+        return False
+
+
+def active_swaps():
+    """{path: priority} from /proc/swaps (paths as this mount namespace sees them)."""
+    swaps = {}
+    with open("/proc/swaps", encoding="utf-8") as handle:
+        for line in handle.readlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 5:
+                swaps[fields[0].replace("\\040", " ")] = int(fields[4])
+    return swaps
+
+
+def filesystem_type(path):
+    """Type of the filesystem holding path, from the longest matching /proc/mounts entry."""
+    real = os.path.realpath(path)
+    best, fstype = "", "unknown"
+    with open("/proc/mounts", encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fstype = point, fields[2]
+    return fstype
+
+
+class SwapFile:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.path = self.params["path"]
+        self.actions = []
+
+    def run(self, *args):
+        rc, out, err = self.module.run_command(list(args))
+        if rc != 0:
+            self.module.fail_json(msg="%s failed: %s" % (" ".join(args), (err or out).strip()),
+                                  actions=self.actions)
+        return out
+
+    def act(self, description, func, *args):
+        self.actions.append(description)
+        if not self.module.check_mode:
+            func(*args)
+
+    def swapoff(self):
+        # Fails when memory cannot take back what is swapped out; the message says so.
+        self.run("swapoff", self.path)
+
+    def swapon(self):
+        args = ["swapon"]
+        if self.params["priority"] is not None:
+            args += ["--priority", str(self.params["priority"])]
+        self.run(*(args + [self.path]))
+
+    def remove(self):
+        os.unlink(self.path)
+
+    def create(self, size, fstype):
+        directory = os.path.dirname(self.path)
+        if fstype == "btrfs" and self.btrfs_has_mkswapfile():
+            self.run("btrfs", "filesystem", "mkswapfile", "--size", "%dk" % (size // 1024), self.path)
+            os.chmod(self.path, 0o600)
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if fstype == "btrfs":
+                # No copy-on-write: must be set while the file is still empty.
+                self.run("chattr", "+C", self.path)
+            if fstype == "ext4":
+                os.posix_fallocate(fd, 0, size)
+            else:
+                # xfs and others: fallocate'd extents are "unwritten" and swapon may reject them.
+                zeros = bytes(CHUNK)
+                left = size
+                while left > 0:
+                    left -= os.write(fd, zeros[:min(CHUNK, left)])
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(self.path)
+            self.module.fail_json(msg="cannot write %s in %s: %s" % (self.path, directory, exc))
+        os.close(fd)
+        self.run("mkswap", self.path)
+
+    def btrfs_has_mkswapfile(self):
+        rc, out, err = self.module.run_command(["btrfs", "filesystem", "mkswapfile", "--help"])
+        return rc == 0 and "mkswapfile" in (out + err)
+
+    def present(self):
+        size = parse_size(self.params["size"])
+        if size is None or size <= 0:
+            self.module.fail_json(msg="size must be a size such as 4G or 512M, got %r" % self.params["size"])
+        size -= size % page_size()
+        min_free = parse_size(self.params["min_free"])
+        if min_free is None:
+            self.module.fail_json(msg="min_free must be a size such as 1G, got %r" % self.params["min_free"])
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            self.module.fail_json(msg="directory %s of the swap file does not exist" % directory)
+
+        exists = os.path.lexists(self.path)
+        if exists and not os.path.isfile(self.path):
+            self.module.fail_json(msg="%s exists and is not a regular file" % self.path)
+        current = os.path.getsize(self.path) if exists else 0
+        is_swap = exists and has_swap_signature(self.path)
+        if exists and not is_swap and not self.params["replace_foreign"]:
+            self.module.fail_json(
+                msg="%s exists and is not a swap file; refusing to overwrite it "
+                    "(set replace_foreign / swap_file_replace_foreign to allow)" % self.path)
+        swaps = active_swaps()
+        active = self.path in swaps
+        fstype = filesystem_type(directory)
+        before = {"size": current if is_swap else 0, "active": active}
+
+        if not (is_swap and current == size):
+            stats = os.statvfs(directory)
+            free_after = stats.f_bavail * stats.f_frsize + current - size
+            if free_after < min_free:
+                self.module.fail_json(
+                    msg="not enough space for a %d MiB swap file at %s: %d MiB free now, %d MiB would "
+                        "be left and at least %d MiB must stay free (swap_min_free)"
+                        % (size >> 20, self.path, (stats.f_bavail * stats.f_frsize) >> 20,
+                           max(free_after, 0) >> 20, min_free >> 20))
+            if active:
+                self.act("swapoff %s" % self.path, self.swapoff)
+                active = False
+            if exists:
+                self.act("remove %s (%d bytes)" % (self.path, current), self.remove)
+            self.act("create %s (%d bytes, %s)" % (self.path, size, fstype), self.create, size, fstype)
+        elif exists:
+            mode = os.stat(self.path).st_mode & 0o7777
+            if mode != 0o600:
+                self.act("chmod 0600 %s" % self.path, os.chmod, self.path, 0o600)
+
+        wanted_priority = self.params["priority"]
+        if active and self.params["active"] and wanted_priority is not None \
+                and swaps.get(self.path) != wanted_priority:
+            self.act("swapoff %s (priority %s -> %s)" % (self.path, swaps.get(self.path), wanted_priority),
+                     self.swapoff)
+            active = False
+        if self.params["active"] and not active:
+            self.act("swapon %s" % self.path, self.swapon)
+        elif not self.params["active"] and active:
+            self.act("swapoff %s" % self.path, self.swapoff)
+        after = {"size": size, "active": self.params["active"]}
+        return before, after, fstype
+
+    def absent(self):
+        exists = os.path.lexists(self.path)
+        before = {"size": os.path.getsize(self.path) if exists else 0, "active": self.path in active_swaps()}
+        if exists and not has_swap_signature(self.path) and not self.params["replace_foreign"]:
+            self.module.fail_json(
+                msg="%s is not a swap file; refusing to delete it "
+                    "(set replace_foreign / swap_file_replace_foreign to allow)" % self.path)
+        if before["active"]:
+            self.act("swapoff %s" % self.path, self.swapoff)
+        if exists:
+            self.act("remove %s" % self.path, self.remove)
+        fstype = filesystem_type(os.path.dirname(self.path)) if os.path.isdir(os.path.dirname(self.path)) \
+            else "unknown"
+        return before, {"size": 0, "active": False}, fstype
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "size": {"type": "str"},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "active": {"type": "bool", "default": True},
+            "priority": {"type": "int"},
+            "min_free": {"type": "str", "default": "1G"},
+            "replace_foreign": {"type": "bool", "default": False},
+        },
+        required_if=[("state", "present", ("size",))],
+        supports_check_mode=True,
+    )
+    if not os.path.isabs(module.params["path"]):
+        module.fail_json(msg="path must be absolute, got %r" % module.params["path"])
+    priority = module.params["priority"]
+    if priority is not None and not -1 <= priority <= 32767:
+        module.fail_json(msg="priority must be between -1 and 32767, got %d" % priority)
+
+    swap = SwapFile(module)
+    if module.params["state"] == "present":
+        before, after, fstype = swap.present()
+    else:
+        before, after, fstype = swap.absent()
+    module.exit_json(
+        changed=bool(swap.actions), actions=swap.actions, size=after["size"], active=after["active"],
+        fstype=fstype, diff={"before": before, "after": after},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run `molecule test` for each scenario given, continue past failures, then print a table of
+# per-scenario wall times and results, and fail when any scenario failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log_dir=${NASAI_LOG_DIR:-.cache/molecule-logs}
+mkdir -p "$log_dir"
+declare -a rows
+failed=0
+total_start=$(date +%s)
+for scenario in "$@"; do
+  start=$(date +%s)
+  echo "=== molecule test -s $scenario"
+  if molecule test -s "$scenario" 2>&1 | tee "$log_dir/$scenario.log"; then
+    result=passed
+  else
+    result=FAILED
+    failed=$((failed + 1))
+  fi
+  rows+=("$(printf '%-16s %6ss  %s' "$scenario" "$(( $(date +%s) - start ))" "$result")")
+done
+echo
+echo "scenario          time   result"
+printf '%s\n' "${rows[@]}"
+printf '%-16s %6ss\n' total "$(( $(date +%s) - total_start ))"
+passed=$(( $# - failed ))
+echo "scenarios: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

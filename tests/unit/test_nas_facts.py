@@ -1,0 +1,78 @@
+"""Platform detection and data-path helpers of nasai.stack.nas_facts, on fake root trees."""
+
+import pytest
+
+import nas_facts
+
+MARKERS = {
+    "synology_dsm": {"etc.defaults/VERSION": 'majorversion="7"\nproductversion="7.2.1"\n'},
+    "qnap_qts": {"etc/config/uLinux.conf": "[System]\nModel = TS-453D\nVersion = 5.1.3\n"},
+    "unraid": {"etc/unraid-version": 'version="6.12.10"\n'},
+    "truenas_scale": {"usr/bin/midclt": "", "etc/version": "24.10.2\n"},
+    "openmediavault": {
+        "etc/openmediavault/config.xml": "<config/>",
+        "var/lib/dpkg/status": "Package: openmediavault\nStatus: install ok\nVersion: 7.4.17-1\n\n",
+    },
+}
+EXPECTED = {"synology_dsm": "7.2.1", "qnap_qts": "5.1.3", "unraid": "6.12.10",
+            "truenas_scale": "24.10.2", "openmediavault": "7.4.17-1"}
+
+
+def make_tree(root, files):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.mark.parametrize("platform", sorted(MARKERS))
+def test_each_nas_platform_is_told_from_its_markers(tmp_path, platform):
+    make_tree(tmp_path, dict(MARKERS[platform], **{"etc/os-release": 'ID=debian\nVERSION_ID="12"\n'}))
+    found = nas_facts.detect_platform(str(tmp_path))
+    assert found["name"] == platform
+    assert found["version"] == EXPECTED[platform]
+    assert found["appliance"] is (platform != "openmediavault")
+
+
+@pytest.mark.parametrize(("os_release", "name", "version"), [
+    ('ID=debian\nVERSION_ID="13"\n', "debian", "13"),
+    ('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="24.04"\n', "ubuntu", "24.04"),
+    ("ID=alpine\nVERSION_ID=3.20.0\n", "linux", "3.20.0"),
+])
+def test_plain_distributions_fall_back_to_os_release(tmp_path, os_release, name, version):
+    make_tree(tmp_path, {"etc/os-release": os_release})
+    found = nas_facts.detect_platform(str(tmp_path))
+    assert (found["name"], found["version"], found["appliance"]) == (name, version, False)
+
+
+def test_mount_of_picks_the_longest_mount_point():
+    mounts = ("overlay / overlay rw 0 0\n/dev/sdb1 /srv/dev-disk-by-label-data btrfs rw 0 0\n"
+              "/dev/sdc1 /srv/dev-disk-by-label-data2 xfs rw 0 0\n")
+    assert nas_facts.mount_of("/srv/dev-disk-by-label-data/container", mounts) == \
+        ("/srv/dev-disk-by-label-data", "btrfs")
+    assert nas_facts.mount_of("/srv/dev-disk-by-label-data2", mounts) == ("/srv/dev-disk-by-label-data2", "xfs")
+    assert nas_facts.mount_of("/container/data", mounts) == ("/", "overlay")
+
+
+def test_memory_is_lowered_to_the_cgroup_limit(tmp_path):
+    make_tree(tmp_path, {
+        "proc/meminfo": "MemTotal:       24000000 kB\n",
+        "proc/self/cgroup": "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n",
+        "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "2147483648\n",
+    })
+    assert nas_facts.memory_bytes(str(tmp_path)) == 2147483648
+
+
+def test_unlimited_cgroup_keeps_memtotal(tmp_path):
+    make_tree(tmp_path, {
+        "proc/meminfo": "MemTotal:       8000000 kB\n",
+        "proc/self/cgroup": "0::/\n",
+        "sys/fs/cgroup/memory.max": "max\n",
+    })
+    assert nas_facts.memory_bytes(str(tmp_path)) == 8000000 * 1024
+
+
+def test_data_path_that_does_not_exist_is_measured_on_its_parent(tmp_path):
+    facts = nas_facts.data_path_facts(str(tmp_path / "not" / "yet"))
+    assert facts["exists"] is False and facts["probed"] == str(tmp_path)
+    assert facts["size_available"] > 0
