@@ -80,6 +80,8 @@ actions:
   elements: str
 """
 
+import ctypes
+import errno
 import os
 import re
 
@@ -88,6 +90,8 @@ from ansible.module_utils.basic import AnsibleModule
 SWAP_MAGIC = (b"SWAPSPACE2", b"SWAP-SPACE")
 UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 CHUNK = 1 << 20
+# Filesystems the kernel cannot swap to a file on (zfs: use a zvol; overlay: a container's root).
+NO_SWAP_FILESYSTEMS = {"zfs", "tmpfs", "ramfs", "overlay", "nfs", "nfs4", "cifs", "smb3", "fuse", "squashfs"}
 
 
 def parse_size(text):
@@ -116,14 +120,41 @@ def has_swap_signature(path):
 
 
 def active_swaps():
-    """{path: priority} from /proc/swaps (paths as this mount namespace sees them)."""
+    """{path: [priority, ...]} from /proc/swaps.
+
+    The table is global to the machine and shows each file by the path its own mount namespace
+    gave it, so two containers may both list /swapfile: a path here proves nothing alone.
+    """
     swaps = {}
     with open("/proc/swaps", encoding="utf-8") as handle:
         for line in handle.readlines()[1:]:
             fields = line.split()
             if len(fields) >= 5:
-                swaps[fields[0].replace("\\040", " ")] = int(fields[4])
+                swaps.setdefault(fields[0].replace("\\040", " "), []).append(int(fields[4]))
     return swaps
+
+
+def is_active_swap(path, swaps):
+    """Whether this very file is in use as swap.
+
+    The kernel refuses to allocate in an active swap file with ETXTBSY, whatever the namespace;
+    fallocate(KEEP_SIZE) over the first, already allocated byte changes nothing otherwise.
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDWR)
+    except (OSError, AttributeError):
+        return path in swaps
+    try:
+        keep_size = 1
+        if libc.fallocate(fd, keep_size, ctypes.c_longlong(0), ctypes.c_longlong(1)) == 0:
+            return False
+        code = ctypes.get_errno()
+        return code == errno.ETXTBSY or (code in (errno.EOPNOTSUPP, errno.ENOSYS) and path in swaps)
+    finally:
+        os.close(fd)
 
 
 def filesystem_type(path):
@@ -224,8 +255,12 @@ class SwapFile:
                 msg="%s exists and is not a swap file; refusing to overwrite it "
                     "(set replace_foreign / swap_file_replace_foreign to allow)" % self.path)
         swaps = active_swaps()
-        active = self.path in swaps
+        active = is_swap and is_active_swap(self.path, swaps)
         fstype = filesystem_type(directory)
+        if fstype in NO_SWAP_FILESYSTEMS and not (is_swap and active):
+            self.module.fail_json(
+                msg="%s is on %s, where the kernel cannot use a swap file; choose swap_file_path "
+                    "on ext4, xfs or btrfs" % (self.path, fstype))
         before = {"size": current if is_swap else 0, "active": active}
 
         if not (is_swap and current == size):
@@ -250,9 +285,8 @@ class SwapFile:
 
         wanted_priority = self.params["priority"]
         if active and self.params["active"] and wanted_priority is not None \
-                and swaps.get(self.path) != wanted_priority:
-            self.act("swapoff %s (priority %s -> %s)" % (self.path, swaps.get(self.path), wanted_priority),
-                     self.swapoff)
+                and wanted_priority not in swaps.get(self.path, []):
+            self.act("swapoff %s (priority -> %s)" % (self.path, wanted_priority), self.swapoff)
             active = False
         if self.params["active"] and not active:
             self.act("swapon %s" % self.path, self.swapon)
@@ -263,8 +297,11 @@ class SwapFile:
 
     def absent(self):
         exists = os.path.lexists(self.path)
-        before = {"size": os.path.getsize(self.path) if exists else 0, "active": self.path in active_swaps()}
-        if exists and not has_swap_signature(self.path) and not self.params["replace_foreign"]:
+        is_swap = exists and has_swap_signature(self.path)
+        # Only a swap-signed file is probed: it has its first page allocated.
+        before = {"size": os.path.getsize(self.path) if exists else 0,
+                  "active": is_swap and is_active_swap(self.path, active_swaps())}
+        if exists and not is_swap and not self.params["replace_foreign"]:
             self.module.fail_json(
                 msg="%s is not a swap file; refusing to delete it "
                     "(set replace_foreign / swap_file_replace_foreign to allow)" % self.path)

@@ -39,7 +39,9 @@ def test_swappiness_is_set_and_persisted(host):
 
 def test_resize_then_absent(converge, host, nas_name):
     path = "/swapvol/resize-test"
-    common = {"swap_file_path": path, "swap_priority": None}
+    # swappiness is left out: `absent` would also drop its persisted setting, which the
+    # main swap file of this host still wants.
+    common = {"swap_file_path": path, "swap_priority": None, "swap_swappiness": None}
     run = converge(nas_name, dict(common, swap_file_size="32M"))
     assert run.rc == 0, run.output
     assert swaps(host)[path][0] == (32 << 10) - 4
