@@ -4,8 +4,8 @@ VENV ?= .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Scenarios to run, all by default: `make molecule SCENARIOS="swap preflight"`.
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-# Debian suites of the simulated NAS images the scenarios use.
-NAS_SUITES ?= bookworm
+# Debian suites of the simulated NAS images (OMV 7 is bookworm-based, OMV 8 trixie-based).
+export NAS_SUITES ?= bookworm trixie
 
 .PHONY: setup images lint unit molecule build test demo demo-down changelog
 
@@ -18,8 +18,7 @@ $(VENV)/.installed: requirements.txt
 setup: $(VENV)/.installed
 
 images:
-	@command -v debootstrap >/dev/null || (apt-get update -qq && apt-get install -y -qq debootstrap)
-	@for suite in $(NAS_SUITES); do tests/images/build-nas.sh $$suite || exit 1; done
+	tests/images/build-all.sh
 
 lint: setup
 	yamllint --strict .
