@@ -203,16 +203,35 @@ class SwapFile:
         os.unlink(self.path)
 
     def create(self, size, fstype):
-        directory = os.path.dirname(self.path)
-        if fstype == "btrfs" and self.btrfs_has_mkswapfile():
-            self.run("btrfs", "filesystem", "mkswapfile", "--size", "%dk" % (size // 1024), self.path)
-            os.chmod(self.path, 0o600)
-            return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        """Make the swap file under a temporary name, then rename it into place.
+
+        mkswap refuses a path that /proc/swaps lists, and that table is global: a container's
+        neighbour may list the very same path for its own file.
+        """
+        directory, name = os.path.split(self.path)
+        staging = os.path.join(directory, ".%s.nasai-new" % name)
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        try:
+            if fstype == "btrfs" and self.btrfs_has_mkswapfile():
+                self.run("btrfs", "filesystem", "mkswapfile", "--size", "%dk" % (size // 1024), staging)
+            else:
+                self.allocate(staging, size, fstype)
+                self.run("mkswap", staging)
+            os.chmod(staging, 0o600)
+            os.rename(staging, self.path)
+        except OSError as exc:
+            self.module.fail_json(msg="cannot write %s in %s: %s" % (self.path, directory, exc))
+        finally:
+            if os.path.lexists(staging):
+                os.unlink(staging)
+
+    def allocate(self, path, size, fstype):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             if fstype == "btrfs":
                 # No copy-on-write: must be set while the file is still empty.
-                self.run("chattr", "+C", self.path)
+                self.run("chattr", "+C", path)
             if fstype == "ext4":
                 os.posix_fallocate(fd, 0, size)
             else:
@@ -222,15 +241,15 @@ class SwapFile:
                 while left > 0:
                     left -= os.write(fd, zeros[:min(CHUNK, left)])
             os.fsync(fd)
-        except OSError as exc:
+        finally:
             os.close(fd)
-            os.unlink(self.path)
-            self.module.fail_json(msg="cannot write %s in %s: %s" % (self.path, directory, exc))
-        os.close(fd)
-        self.run("mkswap", self.path)
 
     def btrfs_has_mkswapfile(self):
-        rc, out, err = self.module.run_command(["btrfs", "filesystem", "mkswapfile", "--help"])
+        """btrfs-progs 6.1 and later make a correct swap file themselves."""
+        btrfs = self.module.get_bin_path("btrfs")
+        if btrfs is None:
+            return False
+        rc, out, err = self.module.run_command([btrfs, "filesystem", "mkswapfile", "--help"])
         return rc == 0 and "mkswapfile" in (out + err)
 
     def present(self):

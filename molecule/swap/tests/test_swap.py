@@ -55,6 +55,23 @@ def test_resize_then_absent(converge, host, nas_name):
     assert PATH in swaps(host), "removing one swap file must leave the other alone"
 
 
+@pytest.mark.parametrize("fs", ["btrfs", "xfs"])
+def test_swap_file_on_btrfs_and_xfs(converge, host, nas_name, fs):
+    path = f"/swap{fs}/{nas_name}"
+    assert host.check_output(f"stat -f -c %T /swap{fs}") == fs
+    common = {"swap_file_path": path, "swap_file_size": "32M", "swap_min_free": "16M",
+              "swap_priority": None, "swap_swappiness": None}
+    run = converge(nas_name, common)
+    assert run.rc == 0, run.output
+    assert swaps(host)[path][0] == (32 << 10) - 4
+    if fs == "btrfs":
+        # The kernel only swaps to a btrfs file without copy-on-write.
+        assert "C" in host.check_output(f"lsattr {path}").split()[0]
+    run = converge(nas_name, dict(common, swap_state="absent"))
+    assert run.rc == 0, run.output
+    assert path not in swaps(host) and not host.file(path).exists
+
+
 def test_check_mode_changes_nothing(converge, host, nas_name):
     run = converge(nas_name, None, "--check", "--diff")
     assert run.rc == 0, run.output
