@@ -11,8 +11,8 @@ module: swapfile
 short_description: Manage a swap file (size, activation, priority) safely on ext4, xfs and btrfs
 version_added: 0.1.0
 description:
-  - Makes the file at O(path) a swap file of O(size) and turns it on, in one idempotent step:
-    same size and active means no change; another size means swapoff, recreate, swapon.
+  - Makes the file at O(path) a swap file of O(size) and turns it on, in one idempotent step.
+    Same size and active means no change; another size means swapoff, recreate, swapon.
   - On btrfs the file is created with copy-on-write disabled (C(btrfs filesystem mkswapfile) when
     btrfs-progs has it, otherwise C(chattr +C) on an empty file before it is filled), as the kernel
     requires; on ext4 it is allocated with fallocate; elsewhere (xfs, ...) it is written out in full.
