@@ -7,10 +7,16 @@ PATH = "/swapvol/swapfile"
 SIZE = 64 << 20
 
 
+def swap_table(host):
+    """Sorted (path, size_kib, priority) rows of the kernel's own table; `Used` is left out, as
+    it moves whenever the kernel swaps."""
+    rows = host.file("/proc/swaps").content_string.splitlines()[1:]
+    return sorted((f[0], int(f[2]), int(f[4])) for f in (r.split() for r in rows))
+
+
 def swaps(host):
     """{path: (size_kib, priority)} from the kernel's own table."""
-    rows = host.file("/proc/swaps").content_string.splitlines()[1:]
-    return {f[0]: (int(f[2]), int(f[4])) for f in (r.split() for r in rows)}
+    return {path: (size, priority) for path, size, priority in swap_table(host)}
 
 
 def test_swap_file_is_active_with_its_size_and_priority(host):
@@ -109,9 +115,9 @@ def test_refuses_to_overwrite_a_file_that_is_not_swap(converge, host, nas_name):
     ({"swap_min_free": "a bit"}, "swap_min_free must be a size"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
-    before = host.file("/proc/swaps").content_string, host.file("/etc/fstab").content_string
+    before = swap_table(host), host.file("/etc/fstab").content_string
     run = converge(nas_name, dict({"swap_file_path": "/swapvol/bad-input"}, **extra))
     assert run.rc != 0
     assert message in run.output
-    assert (host.file("/proc/swaps").content_string, host.file("/etc/fstab").content_string) == before
+    assert (swap_table(host), host.file("/etc/fstab").content_string) == before
     assert not host.file("/swapvol/bad-input").exists
