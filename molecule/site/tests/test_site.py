@@ -1,0 +1,21 @@
+"""site.yml on two simulated NAS: every role's result is there, on each platform."""
+
+import json
+
+PLATFORM = {"nas-site-omv": "openmediavault", "nas-site-trixie": "debian"}
+
+
+def test_preflight_recorded_the_platform(host, nas_name):
+    fact = json.loads(host.file("/etc/ansible/facts.d/nasai_preflight.fact").content_string)
+    assert fact["platform"] == PLATFORM[nas_name]
+    assert fact["data_path"] == "/srv/dev-disk-by-label-data/container"
+    # The demo inventory lets a 2-CPU box through with a warning.
+    assert fact["checks"]["memory"] and fact["checks"]["disk"]
+
+
+def test_swap_file_is_active(host):
+    page = int(host.check_output("getconf PAGESIZE"))
+    rows = [r.split() for r in host.file("/proc/swaps").content_string.splitlines()[1:]]
+    sizes = [int(r[2]) for r in rows if r[0] == "/srv/swap/swapfile"]
+    assert ((256 << 20) - page) // 1024 in sizes
+    assert host.file("/srv/swap/swapfile").size == 256 << 20
