@@ -3,7 +3,15 @@
 # suite, then every other tests/images/build-<name>.sh (service and helper images).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+# What the harness needs on the machine: debootstrap for the images, btrfs-progs and xfsprogs for
+# the test filesystems of the swap scenario (tests/harness/loopfs.sh).
+missing=()
+for tool in debootstrap:debootstrap mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 for suite in ${NAS_SUITES:-bookworm trixie}; do
   "$here/build-nas.sh" "$suite"
 done
