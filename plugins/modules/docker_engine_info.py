@@ -1,0 +1,351 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read, in one round trip, the state of a host's Docker engine that the docker role acts on."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: docker_engine_info
+short_description: Read the Docker engine's packages, service, daemon settings and data root
+version_added: 0.1.0
+description:
+  - Reads, without changing anything, what the C(nasai.stack.docker) role needs before it
+    changes a host, in a single module call. It reports which engine packages are installed and which
+    package owns C(dockerd), the systemd state of the engine's service, what the running engine
+    reports (version, data root, storage driver), the current C(daemon.json), whether the current
+    and the wanted data roots hold images, containers or volumes, and the members of the
+    C(docker) group.
+  - The engine is only queried when its service is active (or there is no such unit), so a
+    stopped engine is not started by socket activation.
+options:
+  packages:
+    description: Package names whose installed version is reported (dpkg hosts only).
+    type: list
+    elements: str
+    default: []
+  service:
+    description: Name of the engine's systemd unit.
+    type: str
+    default: docker
+  config_path:
+    description: Path of the engine's daemon configuration file.
+    type: path
+    default: /etc/docker/daemon.json
+  data_root:
+    description: The data root the engine should use; its filesystem and contents are reported.
+    type: path
+  group:
+    description: Group whose members are reported.
+    type: str
+    default: docker
+  users:
+    description: User names whose existence is reported.
+    type: list
+    elements: str
+    default: []
+  dropin_dir:
+    description: Directory of the unit's drop-ins, whose C(.conf) files are returned.
+    type: path
+author:
+  - nasai.stack contributors
+"""
+
+EXAMPLES = r"""
+- name: Read the engine's state
+  nasai.stack.docker_engine_info:
+    packages: [docker.io, docker-compose]
+    data_root: /container/data/docker
+  register: engine
+"""
+
+RETURN = r"""
+packages:
+  description: Installed version of each requested package, null when not installed.
+  returned: always
+  type: dict
+  sample: {docker.io: "20.10.24+dfsg1-1+deb12u1", docker-compose: null}
+dockerd:
+  description: Path of the dockerd binary, null when there is none.
+  returned: always
+  type: str
+docker:
+  description: Path of the docker CLI, null when there is none.
+  returned: always
+  type: str
+engine_package:
+  description: The dpkg package that owns dockerd, null when none does (appliances, static installs).
+  returned: always
+  type: str
+service:
+  description: The systemd properties of the engine's unit (LoadState, ActiveState, SubState, UnitFileState, FragmentPath).
+  returned: always
+  type: dict
+exec_start:
+  description: The ExecStart command line of the unit file itself (without drop-ins), null when unknown.
+  returned: always
+  type: str
+server:
+  description: What the running engine reports; C(answering) is false when it is stopped or broken.
+  returned: always
+  type: dict
+  sample: {answering: true, version: "20.10.24+dfsg1", data_root: /var/lib/docker, storage_driver: overlay2,
+           logging_driver: json-file, live_restore: true, error: null}
+config:
+  description: The daemon configuration file (exists, valid, settings).
+  returned: always
+  type: dict
+data_root:
+  description: >-
+    current (the data root in use or configured), has_data (images, containers or volumes
+    there), target, target_has_data, target_fstype (filesystem holding the wanted data root).
+  returned: always
+  type: dict
+os:
+  description: id and codename from /etc/os-release, and the dpkg architecture.
+  returned: always
+  type: dict
+group_members:
+  description: Members of O(group), null when the group does not exist.
+  returned: always
+  type: list
+missing_users:
+  description: The O(users) that do not exist on the host.
+  returned: always
+  type: list
+dropins:
+  description: Content of each C(.conf) file in O(dropin_dir), null when the directory does not exist.
+  returned: always
+  type: dict
+"""
+
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+DEFAULT_DATA_ROOT = "/var/lib/docker"
+SERVICE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath")
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def parse_os_release(text):
+    pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text or "")
+    return {key: value for key, _quote, value in pairs}
+
+
+def parse_dpkg_query(text):
+    """{package: version} for the installed packages of `dpkg-query -W` output."""
+    versions = {}
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[1].startswith("ii"):
+            versions[fields[0]] = fields[2]
+    return versions
+
+
+def parse_systemctl_show(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def exec_start_of(unit_text):
+    """The last ExecStart= command of a unit file, with line continuations joined."""
+    command = None
+    for line in (unit_text or "").replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line.startswith("ExecStart="):
+            command = " ".join(line[len("ExecStart="):].split()) or None
+    return command
+
+
+def has_docker_data(root):
+    """Whether a data root holds containers, volumes or images (an empty skeleton does not)."""
+    def entries(*parts):
+        try:
+            return os.listdir(os.path.join(root, *parts))
+        except OSError:
+            return []
+
+    if entries("containers"):
+        return True
+    if [e for e in entries("volumes") if e not in ("metadata.db", "backingFsBlockDev")]:
+        return True
+    for driver in entries("image"):
+        if entries("image", driver, "imagedb", "content", "sha256"):
+            return True
+    return False
+
+
+def dir_has_entries(path):
+    try:
+        return bool(os.listdir(path))
+    except OSError:
+        return False
+
+
+def fstype_of(path, mounts_text, exists=os.path.exists, realpath=os.path.realpath):
+    """The filesystem type holding `path` (or its nearest existing parent)."""
+    path = os.path.normpath(path)
+    while not exists(path) and path != "/":
+        path = os.path.dirname(path)
+    path = realpath(path)
+    best, fstype = "", "unknown"
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, fields[2]
+    return fstype
+
+
+def read_dropins(directory):
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".conf"))
+    except OSError:
+        return None
+    return {name: read_text(os.path.join(directory, name)) for name in names}
+
+
+def read_config(path):
+    text = read_text(path)
+    if text is None:
+        return {"exists": False, "valid": True, "settings": {}, "error": None}
+    if not text.strip():
+        return {"exists": True, "valid": True, "settings": {}, "error": None}
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        return {"exists": True, "valid": False, "settings": {}, "error": str(exc)}
+    if not isinstance(settings, dict):
+        return {"exists": True, "valid": False, "settings": {}, "error": "not a JSON object"}
+    return {"exists": True, "valid": True, "settings": settings, "error": None}
+
+
+def query_server(module, docker):
+    result = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
+              "logging_driver": None, "live_restore": None, "error": None}
+    if not docker:
+        result["error"] = "no docker CLI"
+        return result
+    rc, out, err = module.run_command([docker, "info", "--format", "{{json .}}"])
+    info = None
+    if rc == 0:
+        try:
+            info = json.loads(out)
+        except ValueError:
+            info = None
+    if not info or not info.get("ServerVersion"):
+        result["error"] = (err or out).strip()[-500:] or "the engine did not answer"
+        return result
+    result.update(answering=True, version=info.get("ServerVersion"), data_root=info.get("DockerRootDir"),
+                  storage_driver=info.get("Driver"), logging_driver=info.get("LoggingDriver"),
+                  live_restore=info.get("LiveRestoreEnabled"))
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "service": {"type": "str", "default": "docker"},
+            "config_path": {"type": "path", "default": "/etc/docker/daemon.json"},
+            "data_root": {"type": "path"},
+            "group": {"type": "str", "default": "docker"},
+            "users": {"type": "list", "elements": "str", "default": []},
+            "dropin_dir": {"type": "path"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    release = parse_os_release(read_text("/etc/os-release"))
+    os_facts = {"id": release.get("ID"), "codename": release.get("VERSION_CODENAME"), "architecture": None}
+
+    dpkg_query = shutil.which("dpkg-query")
+    packages = {name: None for name in params["packages"]}
+    dockerd = shutil.which("dockerd") or next(
+        (p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd", "/usr/local/bin/dockerd") if os.path.exists(p)), None)
+    docker = shutil.which("docker")
+    engine_package = None
+    if dpkg_query:
+        if packages:
+            _rc, out, _err = module.run_command(
+                [dpkg_query, "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n"] + list(packages))
+            packages.update(parse_dpkg_query(out))
+        if dockerd:
+            rc, out, _err = module.run_command([dpkg_query, "-S", os.path.realpath(dockerd)])
+            if rc == 0 and ":" in out:
+                engine_package = out.split(":", 1)[0].strip()
+        rc, out, _err = module.run_command(["dpkg", "--print-architecture"])
+        os_facts["architecture"] = out.strip() if rc == 0 else None
+
+    service = {key: None for key in SERVICE_PROPERTIES}
+    systemctl = shutil.which("systemctl")
+    if systemctl:
+        rc, out, _err = module.run_command(
+            [systemctl, "show", "-p", ",".join(SERVICE_PROPERTIES), params["service"] + ".service"])
+        if rc == 0:
+            service.update(parse_systemctl_show(out))
+    unit_exists = service.get("LoadState") == "loaded"
+    exec_start = exec_start_of(read_text(service["FragmentPath"])) if service.get("FragmentPath") else None
+
+    # Querying a stopped engine through its socket unit would start it: only ask a running one.
+    if unit_exists and service.get("ActiveState") != "active":
+        server = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
+                  "logging_driver": None, "live_restore": None,
+                  "error": "%s.service is %s (%s)" % (params["service"], service.get("ActiveState"),
+                                                      service.get("SubState"))}
+    elif dockerd or docker:
+        server = query_server(module, docker)
+    else:
+        server = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
+                  "logging_driver": None, "live_restore": None, "error": "no Docker engine installed"}
+
+    config = read_config(params["config_path"])
+    current = server["data_root"] or config["settings"].get("data-root") or DEFAULT_DATA_ROOT
+    target = params["data_root"]
+    mounts = read_text("/proc/mounts") or ""
+    data_root = {
+        "current": current,
+        "has_data": has_docker_data(current),
+        "target": target,
+        "target_has_data": bool(target) and os.path.normpath(target) != os.path.normpath(current)
+        and dir_has_entries(target),
+        "target_fstype": fstype_of(target, mounts) if target else None,
+    }
+
+    try:
+        members = sorted(grp.getgrnam(params["group"]).gr_mem)
+    except KeyError:
+        members = None
+    missing_users = []
+    for user in params["users"]:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            missing_users.append(user)
+
+    dropins = read_dropins(params["dropin_dir"]) if params["dropin_dir"] else None
+
+    module.exit_json(changed=False, dropins=dropins, packages=packages, dockerd=dockerd, docker=docker,
+                     engine_package=engine_package, service=service, exec_start=exec_start,
+                     server=server, config=config, data_root=data_root, os=os_facts,
+                     group_members=members, missing_users=missing_users)
+
+
+if __name__ == "__main__":
+    main()
