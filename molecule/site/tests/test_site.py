@@ -19,3 +19,12 @@ def test_swap_file_is_active(host):
     sizes = [int(r[2]) for r in rows if r[0] == "/srv/swap/swapfile"]
     assert ((256 << 20) - page) // 1024 in sizes
     assert host.file("/srv/swap/swapfile").size == 256 << 20
+
+
+def test_engine_answers_with_the_stack_settings(host):
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert info["DockerRootDir"] == "/srv/dev-disk-by-label-data/container/docker"
+    assert info["LiveRestoreEnabled"] is True
+    assert info["LoggingDriver"] == "json-file"
+    assert info["CgroupDriver"] in ("cgroupfs", "systemd")
+    assert host.service("docker").is_running and host.service("docker").is_enabled
