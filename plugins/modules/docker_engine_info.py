@@ -128,17 +128,10 @@ import re
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 SERVICE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath")
-
-
-def read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def parse_os_release(text):
@@ -197,20 +190,7 @@ def dir_has_entries(path):
 
 def fstype_of(path, mounts_text, exists=os.path.exists, realpath=os.path.realpath):
     """The filesystem type holding `path` (or its nearest existing parent)."""
-    path = os.path.normpath(path)
-    while not exists(path) and path != "/":
-        path = os.path.dirname(path)
-    path = realpath(path)
-    best, fstype = "", "unknown"
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, fields[2]
-    return fstype
+    return mount_of(realpath(nearest_existing(path, exists)), mounts_text)[1]
 
 
 def read_dropins(directory):

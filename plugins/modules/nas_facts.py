@@ -61,6 +61,7 @@ import re
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
 
 # Marker files of the NAS platforms, checked in this order. `appliance` platforms manage their
 # own packages and Docker engine: the stack adopts what is there instead of installing.
@@ -80,14 +81,6 @@ VERSION_SOURCES = {
     "truenas_scale": ("/etc/version", r"(\S+)"),
     "openmediavault": ("/var/lib/dpkg/status", r"Package: openmediavault\n(?:[^\n]+\n)*?Version: (\S+)"),
 }
-
-
-def read_text(path, limit=1 << 20):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
 
 
 def os_release(root="/"):
@@ -165,25 +158,9 @@ def detect_docker(module):
     return result
 
 
-def mount_of(path, mounts_text):
-    """The mount point and filesystem type holding `path` (longest matching mount point)."""
-    best = ("/", "unknown")
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best[0]):
-            best = (point, fields[2])
-    return best
-
-
 def data_path_facts(path, root="/"):
     path = os.path.normpath(path)
-    probed = path
-    while not os.path.exists(probed) and probed != "/":
-        probed = os.path.dirname(probed)
+    probed = nearest_existing(path)
     stats = os.statvfs(probed)
     point, fstype = mount_of(os.path.realpath(probed), read_text(os.path.join(root, "proc/mounts")) or "")
     return {"path": path, "exists": probed == path, "probed": probed, "mount": point,

@@ -67,6 +67,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import read_text as host_read_text
 
 # Filesystem names and module paths (relative to /lib/modules/<release>/kernel) of each side.
 CLIENT = {"filesystems": ("nfs", "nfs4"), "module": "fs/nfs/nfs.ko"}
@@ -74,11 +75,7 @@ SERVER = {"filesystems": ("nfsd",), "module": "fs/nfsd/nfsd.ko"}
 
 
 def read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return ""
+    return host_read_text(path, "")
 
 
 def proc_filesystems(root="/"):

@@ -86,6 +86,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, read_text
 
 SWAP_MAGIC = (b"SWAPSPACE2", b"SWAP-SPACE")
 UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -158,16 +159,8 @@ def is_active_swap(path, swaps):
 
 
 def filesystem_type(path):
-    """Type of the filesystem holding path, from the longest matching /proc/mounts entry."""
-    real = os.path.realpath(path)
-    best, fstype = "", "unknown"
-    with open("/proc/mounts", encoding="utf-8") as handle:
-        for line in handle:
-            fields = line.split()
-            point = fields[1].replace("\\040", " ")
-            if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, fstype = point, fields[2]
-    return fstype
+    """Type of the filesystem holding path."""
+    return mount_of(os.path.realpath(path), read_text("/proc/mounts", ""))[1]
 
 
 class SwapFile:

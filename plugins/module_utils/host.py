@@ -1,0 +1,38 @@
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only helpers the collection's modules share: files, mounts."""
+
+from __future__ import annotations
+
+import os
+
+
+def read_text(path, default=None, limit=1 << 20):
+    """The text of a file (at most `limit` characters), or `default` when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+    except OSError:
+        return default
+
+
+def nearest_existing(path, exists=os.path.exists):
+    """`path` itself when it exists, else its nearest existing parent."""
+    path = os.path.normpath(path)
+    while not exists(path) and path != "/":
+        path = os.path.dirname(path)
+    return path
+
+
+def mount_of(path, mounts_text):
+    """(mount point, filesystem type) holding `path`: the longest matching /proc/mounts entry."""
+    best = ("/", "unknown")
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
