@@ -1,0 +1,254 @@
+"""The services are real: every container healthy under its quotas (read from the cgroup files),
+a chat completion and a token stream through the TLS proxy, the file manager behind auth, logs
+collected centrally, only the proxy's ports open, an OOM kill confined to the file manager, and
+disabling a service or bad input never losing data or changing anything."""
+
+import json
+import time
+
+import pytest
+
+PROJECT = "/container/data/services"
+CA = f"{PROJECT}/tls/ca.crt"
+CURL = f"curl -sS --cacert {CA}"
+CONTAINERS = {"nasai-ai-1", "nasai-ai-2", "nasai-files", "nasai-logs", "nasai-proxy"}
+MIB = 1 << 20
+
+
+def docker_json(host, *args):
+    return json.loads(host.check_output("docker " + " ".join(args)))
+
+
+def inspect(host, name):
+    return docker_json(host, "inspect", name)[0]
+
+
+def state(host):
+    """{container name: (id, started at)} of the stack's containers."""
+    out = host.check_output("docker ps -a --filter label=nasai.stack.service --format '{{.Names}}'")
+    return {n: (inspect(host, n)["Id"], inspect(host, n)["State"]["StartedAt"]) for n in out.split()}
+
+
+def cgroup(host, name, controller, knob):
+    """A knob of an inner container's own cgroup directory, found by the container's id."""
+    cid = inspect(host, name)["Id"]
+    path = host.check_output(f"find /sys/fs/cgroup/{controller}/ -type d -name {cid} -print -quit")
+    assert path, f"no {controller} cgroup for {name}"
+    return host.file(f"{path}/{knob}").content_string.strip()
+
+
+def password(host):
+    return host.file(f"{PROJECT}/secrets/files_password").content_string.strip()
+
+
+def chat(host, body):
+    return host.run(f"{CURL} https://localhost/v1/chat/completions -H 'Content-Type: application/json' "
+                    f"-d '{json.dumps(body)}'")
+
+
+def test_all_services_run_healthy(host):
+    names = set(host.check_output("docker ps --format '{{.Names}}'").split())
+    assert CONTAINERS <= names
+    for name in CONTAINERS:
+        assert inspect(host, name)["State"]["Health"]["Status"] == "healthy", name
+
+
+def test_chat_completion_through_the_tls_proxy(host):
+    # --cacert makes curl verify the chain: the local CA signed the proxy's certificate.
+    answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).stdout)
+    # Random weights: the tokens are random bytes, possibly no printable text, but tokens they are.
+    assert answer["usage"]["completion_tokens"] == 8
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+
+
+STREAM = r"""
+import http.client, json, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+conn = http.client.HTTPSConnection("localhost", 443, context=ctx, timeout=60)
+conn.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
+             "max_tokens": 96, "ignore_eos": True, "stream": True}), {"Content-Type": "application/json"})
+resp = conn.getresponse()
+# Read the chunked body by hand, to see how the proxy cut it: one HTTP chunk per write it made.
+chunks, body = [], b""
+while True:
+    size = int(resp.fp.readline().split(b";")[0], 16)
+    if size == 0:
+        break
+    chunks.append(size)
+    body += resp.fp.read(size)
+    resp.fp.readline()
+events = [line[6:].decode() for line in body.split(b"\n") if line.startswith(b"data: ")]
+print(json.dumps({"status": resp.status, "type": resp.getheader("Content-Type"), "chunks": chunks,
+                  "events": events}))
+"""
+
+
+def test_stream_arrives_in_pieces_not_one_buffered_block(host):
+    out = json.loads(host.check_output(f"python3 - {CA} <<'EOF'\n{STREAM}\nEOF"))
+    assert out["status"] == 200 and out["type"].startswith("text/event-stream")
+    events = out["events"]
+    assert events[-1] == "[DONE]"
+    tokens = [e for e in events[:-1] if json.loads(e)["choices"][0]["delta"].get("content")]
+    assert len(tokens) >= 40
+    # Unbuffered: the proxy forwards each event as the server writes it, in many small chunks; a
+    # buffering proxy collects them into few 4-8 KiB blocks.
+    chunks = sorted(out["chunks"])
+    assert len(chunks) >= len(events) // 2, chunks
+    assert chunks[len(chunks) // 2] < 1024, chunks
+
+
+def test_requests_are_balanced_over_the_ai_replicas(host):
+    def tasks(port):
+        slots = json.loads(host.check_output(f"curl -s http://127.0.0.1:{port}/slots"))
+        return max(s.get("id_task", -1) for s in slots)
+    before = {port: tasks(port) for port in (8081, 8082)}
+    for _ in range(6):
+        assert chat(host, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2}).rc == 0
+    after = {port: tasks(port) for port in (8081, 8082)}
+    assert all(after[p] > before[p] for p in after), (before, after)
+
+
+def test_http_redirects_to_https(host):
+    out = host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://localhost/v1/models")
+    assert out == "301 https://localhost/v1/models"
+
+
+def test_file_manager_answers_behind_auth(host):
+    name = f"probe-{time.time_ns()}.txt"
+    url = f"https://localhost/files/{name}"
+    denied = host.run(f"{CURL} -o /dev/null -w '%{{http_code}}' -T /etc/hostname {url}")
+    assert denied.stdout not in ("200", "201")
+    assert not host.file(f"{PROJECT}/data/files/files/{name}").exists
+    stored = host.run(f"{CURL} -f -u admin:{password(host)} -T /etc/hostname {url}")
+    assert stored.rc == 0, stored.stderr
+    assert host.file(f"{PROJECT}/data/files/files/{name}").content_string == \
+        host.file("/etc/hostname").content_string
+    listing = host.check_output(f"{CURL} -f -u admin:{password(host)} 'https://localhost/files/?ls'")
+    assert name in listing
+
+
+@pytest.mark.parametrize(("name", "memory", "cpus", "cpuset", "pids"), [
+    ("nasai-ai-1", 256 * MIB, 150000, "0-1", 256),
+    ("nasai-ai-2", 256 * MIB, 150000, "0-1", 256),
+    ("nasai-files", 64 * MIB, 50000, "1", 100),
+    ("nasai-proxy", 128 * MIB, 100000, None, 128),
+])
+def test_quotas_are_in_the_cgroup_files(host, name, memory, cpus, cpuset, pids):
+    # No cpuset asked for: every CPU of the NAS.
+    cpuset = cpuset or f"0-{int(host.check_output('nproc')) - 1}"
+    assert int(cgroup(host, name, "memory", "memory.limit_in_bytes")) == memory
+    assert int(cgroup(host, name, "cpu", "cpu.cfs_quota_us")) == cpus
+    assert int(cgroup(host, name, "cpu", "cpu.cfs_period_us")) == 100000
+    assert cgroup(host, name, "cpuset", "cpuset.cpus") == cpuset
+    assert int(cgroup(host, name, "pids", "pids.max")) == pids
+    hardening = inspect(host, name)["HostConfig"]
+    assert "no-new-privileges:true" in hardening["SecurityOpt"] and hardening["ReadonlyRootfs"]
+
+
+def test_services_run_as_non_root_where_possible(host):
+    for name in ("nasai-ai-1", "nasai-files", "nasai-logs"):
+        uid = host.check_output(f"docker exec {name} id -u")
+        assert uid != "0", name
+
+
+def test_only_the_proxy_ports_listen_outside_loopback(host):
+    listening = set()
+    for line in host.check_output("ss -Htlnu").splitlines():
+        fields = line.split()
+        address, port = fields[4].rsplit(":", 1)
+        if not address.startswith(("127.", "[::1]")):
+            listening.add((fields[0], int(port)))
+    assert listening == {("tcp", 80), ("tcp", 443)}
+
+
+def test_logs_are_collected_centrally(host):
+    chat(host, {"messages": [{"role": "user", "content": "log me"}], "max_tokens": 2})
+    path = f"{PROJECT}/data/logs/nasai-proxy.log"
+    host.run("sleep 1")
+    assert "POST /v1/chat/completions" in host.file(path).content_string
+    for name in ("nasai-ai-1", "nasai-ai-2", "nasai-files"):
+        assert host.file(f"{PROJECT}/data/logs/{name}.log").size > 0, name
+
+
+def test_memory_hog_in_the_file_manager_is_oom_killed_alone(host):
+    before = state(host)
+    def oom_kills():
+        control = cgroup(host, "nasai-files", "memory", "memory.oom_control").splitlines()
+        return int(dict(line.split() for line in control)["oom_kill"])
+    kills = oom_kills()
+    # The hog makes itself the OOM killer's first choice, so the file manager itself survives.
+    hog = host.run("docker exec nasai-files python3 -c \"open('/proc/self/oom_score_adj', 'w').write('1000'); "
+                   "b = b'x' * (200 << 20)\"")
+    assert hog.rc == 137, hog  # SIGKILL from the OOM killer
+    assert oom_kills() == kills + 1
+    assert state(host) == before, "no container was restarted"
+    host.run("sleep 6")
+    for name in CONTAINERS:
+        assert inspect(host, name)["State"]["Health"]["Status"] == "healthy", name
+
+
+def test_check_mode_changes_nothing(converge, nas_name):
+    run = converge(nas_name, None, "--check", "--diff")
+    assert run.rc == 0, run.output
+    assert run.recap(nas_name)["changed"] == 0
+
+
+def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge, host, nas_name):
+    data = f"{PROJECT}/data/files/files/keep.txt"
+    host.check_output(f"echo precious > {data}")
+    before = state(host)
+    overrides = {"files": {"enabled": False, "cpuset_cpus": "1", "pids_limit": 100}}
+    run = converge(nas_name, {"services_overrides": overrides})
+    assert run.rc == 0, run.output
+    after = state(host)
+    assert "nasai-files" not in after
+    assert host.file(data).content_string == "precious\n"
+    assert "/files/" not in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
+    # The proxy's config changed: it alone was restarted.
+    assert after["nasai-proxy"] != before["nasai-proxy"]
+    for name in ("nasai-ai-1", "nasai-ai-2", "nasai-logs"):
+        assert after[name] == before[name], name
+    run = converge(nas_name)
+    assert run.rc == 0, run.output
+    listing = host.check_output(f"{CURL} -f -u admin:{password(host)} 'https://localhost/files/?ls'")
+    assert "keep.txt" in listing
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"services_files_memory": "lots"}, "services_definitions.files.memory must be a Docker size"),
+    ({"services_ai_cpus": 4096}, "services_definitions.ai.cpus must not exceed the host's"),
+    ({"services_overrides": {"files": {"cpuset_cpus": "0-4095"}}},
+     "services_definitions.files.cpuset_cpus must stay within the host's CPUs 0-"),
+    ({"services_files_port": 8082}, "port 8082/tcp is used by more than one container"),
+    ({"services_http_port": 443}, "port 443/tcp is used by more than one container"),
+    ({"services_network_mode": "macvlan"}, "services_network_mode"),
+    ({"services_overrides": {"files": {"memroy": "1g"}}}, "services_definitions.files has unknown fields memroy"),
+    ({"services_ai_slots": 8}, "services_ai_slots (8) x services_ai_slot_memory"),
+])
+def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
+    before = state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")
+    run = converge(nas_name, extra)
+    assert run.rc != 0
+    assert message in run.output, run.output[-2000:]
+    assert (state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")) == before
+
+
+def test_bridge_mode_serves_the_same_stack(converge, host, nas_name):
+    """Development mode: a user-defined bridge, services found by name, only the proxy published."""
+    try:
+        run = converge(nas_name, {"services_network_mode": "bridge"})
+        assert run.rc == 0, run.output
+        for name in CONTAINERS:
+            config = inspect(host, name)
+            assert config["HostConfig"]["NetworkMode"] == "nasai", name
+            assert config["State"]["Health"]["Status"] == "healthy", name
+        assert "server nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
+        answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).stdout)
+        assert answer["usage"]["completion_tokens"] == 4
+        test_only_the_proxy_ports_listen_outside_loopback(host)
+        run = converge(nas_name, {"services_network_mode": "bridge"})
+        assert run.rc == 0 and run.recap(nas_name)["changed"] == 0, run.output
+    finally:
+        run = converge(nas_name)
+        assert run.rc == 0, run.output
+    assert inspect(host, "nasai-proxy")["HostConfig"]["NetworkMode"] == "host"
