@@ -1,6 +1,7 @@
 """site.yml on two simulated NAS: every role's result is there, on each platform."""
 
 import json
+import shlex
 
 PLATFORM = {"nas-site-omv": "openmediavault", "nas-site-trixie": "debian"}
 
@@ -28,3 +29,21 @@ def test_engine_answers_with_the_stack_settings(host):
     assert info["LoggingDriver"] == "json-file"
     assert info["CgroupDriver"] in ("cgroupfs", "systemd")
     assert host.service("docker").is_running and host.service("docker").is_enabled
+
+
+def test_stack_serves_chat_over_tls(host):
+    ca = "/srv/dev-disk-by-label-data/container/services/tls/ca.crt"
+    for name in ("nasai-ai", "nasai-files", "nasai-logs", "nasai-proxy"):
+        health = host.check_output(f"docker inspect -f '{{{{.State.Health.Status}}}}' {name}")
+        assert health == "healthy", name
+    # The NAS has no curl: python's client, verifying the proxy's certificate against the local CA.
+    request = (
+        "import json, ssl, sys, urllib.request\n"
+        f"ctx = ssl.create_default_context(cafile='{ca}')\n"
+        "body = json.dumps({'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 4}).encode()\n"
+        "req = urllib.request.Request('https://localhost/v1/chat/completions', data=body,\n"
+        "                             headers={'Content-Type': 'application/json'})\n"
+        "sys.stdout.write(urllib.request.urlopen(req, context=ctx, timeout=60).read().decode())\n"
+    )
+    answer = json.loads(host.check_output(f"python3 -c {shlex.quote(request)}"))
+    assert answer["usage"]["completion_tokens"] == 4
