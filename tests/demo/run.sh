@@ -12,4 +12,16 @@ if grep -E 'changed=[1-9]' .cache/demo-rerun.log; then
   echo "demo: the second run changed something" >&2
   exit 1
 fi
+# Ask each NAS's assistant over HTTPS through its proxy, checking the certificate with the local CA.
+ask='import json, ssl, urllib.request
+ctx = ssl.create_default_context(cafile="/srv/dev-disk-by-label-data/container/services/tls/ca.crt")
+body = json.dumps({"messages": [{"role": "user", "content": "Hello NAS"}], "max_tokens": 8}).encode()
+req = urllib.request.Request("https://localhost/v1/chat/completions", data=body,
+                             headers={"Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(req, context=ctx, timeout=60))
+print(answer["model"], answer["usage"])'
+for nas in nas-demo-omv nas-demo-trixie; do
+  echo "=== $nas: chat completion through https://localhost"
+  docker exec "$nas" python3 -c "$ask"
+done
 echo "demo: done. Look around with: docker exec -it nas-demo-omv bash"
