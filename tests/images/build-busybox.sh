@@ -3,13 +3,9 @@
 # engine inside a simulated NAS (no registry there either). Cached by a hash of its recipe.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-hash=$(cat "$here/build-busybox.sh" "$here/busybox/make-rootfs.sh" | sha256sum | cut -c1-12)
-tag="nasai/busybox:${hash}"
-if docker image inspect "$tag" >/dev/null 2>&1; then
-  docker tag "$tag" nasai/busybox:test
-  echo "nasai/busybox:test is current (${tag})"
-  exit 0
-fi
+. "$here/lib.sh"
+tag="nasai/busybox:$(nasai_hash "$here/build-busybox.sh" "$here/busybox/make-rootfs.sh" </dev/null)"
+nasai_cached "$tag" nasai/busybox:test && exit 0
 start=$(date +%s)
 out=$(mktemp -d /var/tmp/nasai-busybox.XXXXXX)
 trap 'rm -rf "$out"' EXIT

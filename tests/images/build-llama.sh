@@ -3,15 +3,11 @@
 # cached by a hash of its recipe. Tags nasai/llama-server:<hash> and nasai/llama-server:test.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 mirror=${NASAI_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 GGUF_VERSION=0.17.1
-hash=$( { cat "$here/build-llama.sh" "$here"/llama/*; } | sha256sum | cut -c1-12)
-tag="nasai/llama-server:${hash}"
-if docker image inspect "$tag" >/dev/null 2>&1; then
-  docker tag "$tag" nasai/llama-server:test
-  echo "nasai/llama-server:test is current (${tag})"
-  exit 0
-fi
+tag="nasai/llama-server:$(nasai_hash "$here/build-llama.sh" "$here"/llama/* </dev/null)"
+nasai_cached "$tag" nasai/llama-server:test && exit 0
 start=$(date +%s)
 # The sid root filesystem is keyed by how it is made only, so recipe edits do not redo it.
 base="nasai/rootfs:sid-$(echo "minbase sid $mirror" | sha256sum | cut -c1-12)"

@@ -6,6 +6,7 @@
 #   nasai/svc-rsyslog:test   → ${NASAI_BUNDLE_DIR:-.cache/bundles}/nasai-services.tar
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 bundle_dir=${NASAI_BUNDLE_DIR:-$here/../../.cache/bundles}
 "$here/build-llama.sh"
 docker image inspect nasai/nas:bookworm >/dev/null 2>&1 || "$here/build-nas.sh" bookworm
@@ -13,11 +14,8 @@ base_id=$(docker image inspect -f '{{.Id}}' nasai/nas:bookworm)
 images=(nasai/llama-server:test)
 for dir in "$here"/services/*/; do
   name=$(basename "$dir")
-  hash=$( { cat "$here/build-services.sh" "$dir"*; echo "$base_id"; } | sha256sum | cut -c1-12)
-  tag="nasai/svc-${name}:${hash}"
-  if docker image inspect "$tag" >/dev/null 2>&1; then
-    echo "nasai/svc-${name}:test is current (${tag})"
-  else
+  tag="nasai/svc-${name}:$(echo "$base_id" | nasai_hash "$here/build-services.sh" "$dir"*)"
+  if ! nasai_cached "$tag" "nasai/svc-${name}:test"; then
     start=$(date +%s)
     # Python packages come as wheels fetched here (containers may not reach PyPI): wheels.txt.
     context=$(mktemp -d /var/tmp/nasai-svc.XXXXXX)
@@ -27,9 +25,9 @@ for dir in "$here"/services/*/; do
     fi
     docker build -q --build-arg "BASE=nasai/nas:bookworm" -t "$tag" "$context" >/dev/null
     rm -rf "$context"
+    docker tag "$tag" "nasai/svc-${name}:test"
     echo "built ${tag} in $(( $(date +%s) - start ))s"
   fi
-  docker tag "$tag" "nasai/svc-${name}:test"
   images+=("nasai/svc-${name}:test")
 done
 mkdir -p "$bundle_dir"
