@@ -1,0 +1,292 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Converge the stack's containers in one call, through the engine's API socket (stdlib only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_containers
+short_description: Run a set of containers as described, in order, and remove the stack's others
+version_added: 0.2.0
+description:
+  - Talks to the Docker engine over its Unix socket with the Python standard library only, so it
+    runs on appliance NAS (Synology DSM, QNAP QTS, TrueNAS SCALE, Unraid) whose Python has no
+    C(requests) library, which community.docker's modules need on the managed host.
+  - Each container of O(containers) is created from its description when missing, recreated when
+    its description or its image changed, started when stopped, and left alone otherwise. What it
+    was made from is kept as labels (a hash per field), so a rerun compares without reading every
+    setting back and a diff names the fields that changed, never their values.
+  - Containers are handled in the order given, and each one is waited for until its health check
+    passes (O(wait_healthy)) before the next, so a reverse proxy listed last finds its upstreams.
+  - One-shot containers (O(oneshots)) run to completion once, before the others, while the path
+    they name in C(creates) does not exist on the host.
+  - Containers that carry the label O(prune_label) but are not in O(containers) are removed
+    (never their volumes or bind-mounted data), except those whose name matches O(prune_keep).
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  containers:
+    description:
+      - The containers, in the order to run them. Each is a dict with C(name) and C(image) and
+        optionally C(command), C(entrypoint) (lists), C(env) (dict), C(network_mode) (C(host),
+        C(none) or a network name), C(networks) (names), C(published_ports)
+        (C([ip:]host:container[/proto])), C(volumes) (C(source:target[:ro])), C(healthcheck)
+        (C(test), C(interval), C(timeout), C(retries), C(start_period)), C(restart_policy),
+        C(labels), C(memory), C(memory_swap), C(memory_reservation) (Docker sizes), C(cpus),
+        C(cpuset_cpus), C(pids_limit), C(read_only), C(user), C(tmpfs) (paths), C(security_opts),
+        C(cap_drop), C(cap_add), C(log_driver), C(log_options).
+    type: list
+    elements: dict
+    default: []
+  oneshots:
+    description:
+      - Containers that run once to completion before O(containers) while their C(creates) path
+        (on the host) does not exist. Same fields as O(containers) plus C(creates); a non-zero exit
+        fails the task with the container's output.
+    type: list
+    elements: dict
+    default: []
+  networks:
+    description: Networks that must exist (C(name), optional C(driver), C(labels)); created when missing.
+    type: list
+    elements: dict
+    default: []
+  require_volumes:
+    description: Named volumes that must exist already (made by another role); missing ones fail the task.
+    type: list
+    elements: str
+    default: []
+  prune_label:
+    description: Remove containers carrying this label that are not in O(containers); unset removes none.
+    type: str
+  prune_keep:
+    description: Regular expression of container names O(prune_label) never removes.
+    type: str
+    default: "^$"
+  wait_healthy:
+    description: Wait for each container with a health check to report healthy before going on.
+    type: bool
+    default: true
+  healthy_timeout:
+    description: Seconds to wait for one container to become healthy.
+    type: int
+    default: 180
+  socket:
+    description: Path of the engine's API socket.
+    type: path
+    default: /var/run/docker.sock
+author:
+  - nasai.stack contributors
+"""
+
+EXAMPLES = r"""
+- name: The stack's containers, the log collector first and the proxy last
+  nasai.stack.stack_containers:
+    containers:
+      - name: nasai-ai
+        image: nasai/llama-server:test
+        network_mode: host
+        command: [--host, 127.0.0.1, --port, "8081", -m, /models/model.gguf]
+        volumes: ["/srv/models:/models:ro"]
+        healthcheck: {test: [CMD, curl, -fsS, "http://127.0.0.1:8081/health"], interval: 5s}
+        memory: 256m
+        cpus: 1.5
+        restart_policy: unless-stopped
+        labels: {nasai.stack.service: ai}
+    prune_label: nasai.stack.service
+"""
+
+RETURN = r"""
+containers:
+  description: Per container, what was done (C(created), C(recreated), C(started), C(unchanged)) and which fields changed.
+  returned: always
+  type: dict
+actions:
+  description: Every change made (or that would be made in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+removed:
+  description: Names of the containers removed (or that would be).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import json
+import os
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.engine import (
+    LABEL_SPEC, LABEL_SPEC_HASH, Engine, EngineError, changed_fields, create_body, fingerprint)
+
+
+def plan_container(spec, current, image_id):
+    """(action, body, changed field names) for one container: created, recreated, started or unchanged."""
+    body = create_body(spec)
+    extra = list(spec.get("networks") or [])[1:]
+    fields, digest = fingerprint(body, image_id, extra)
+    body["Labels"][LABEL_SPEC] = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    body["Labels"][LABEL_SPEC_HASH] = digest
+    if current is None:
+        return "created", body, sorted(fields)
+    labels = (current.get("Config") or {}).get("Labels") or {}
+    if labels.get(LABEL_SPEC_HASH) != digest or image_id is None:
+        try:
+            old = json.loads(labels.get(LABEL_SPEC, ""))
+        except ValueError:
+            old = None
+        return "recreated", body, changed_fields(old, fields)
+    if not (current.get("State") or {}).get("Running"):
+        return "started", body, []
+    return "unchanged", body, []
+
+
+def wait_healthy(engine, name, timeout, sleep=time.sleep):
+    """Wait until the container reports healthy; an error that says why when it does not."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while True:
+        info = engine.container(name) or {}
+        state = info.get("State") or {}
+        health = state.get("Health") or {}
+        status = health.get("Status")
+        if status is None or status == "healthy":
+            return None
+        if not state.get("Running") and not state.get("Restarting"):
+            return "%s stopped (exit code %s) before it became healthy:\n%s" % (
+                name, state.get("ExitCode"), engine.logs(name))
+        if time.monotonic() >= deadline:
+            last = (health.get("Log") or [{}])[-1].get("Output", "").strip()
+            return "%s is %s after %ss; last health check said: %s" % (name, status, timeout, last[-500:])
+        sleep(0.5)
+
+
+def run_oneshot(engine, spec):
+    """Run a one-shot container to its end; an error message when it failed, else None."""
+    name = spec["name"]
+    engine.remove(name)
+    engine.create(name, create_body(spec))
+    engine.start(name)
+    code = engine.wait(name, timeout=600)
+    output = engine.logs(name, tail=40)
+    engine.remove(name)
+    if code != 0:
+        return "%s exited with %s:\n%s" % (name, code, output)
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "containers": {"type": "list", "elements": "dict", "default": []},
+            "oneshots": {"type": "list", "elements": "dict", "default": []},
+            "networks": {"type": "list", "elements": "dict", "default": []},
+            "require_volumes": {"type": "list", "elements": "str", "default": []},
+            "prune_label": {"type": "str"},
+            "prune_keep": {"type": "str", "default": "^$"},
+            "wait_healthy": {"type": "bool", "default": True},
+            "healthy_timeout": {"type": "int", "default": 180},
+            "socket": {"type": "path", "default": "/var/run/docker.sock"},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    for spec in p["containers"] + p["oneshots"]:
+        if not spec.get("name") or not spec.get("image"):
+            module.fail_json(msg="every container needs a name and an image, got %s" % spec)
+    engine = Engine(p["socket"])
+    check = module.check_mode
+    actions, removed, report = [], [], {}
+    before, after = {}, {}
+    try:
+        for net in p["networks"]:
+            if engine.network(net["name"]) is None:
+                actions.append("create network %s" % net["name"])
+                if not check:
+                    engine.create_network(net["name"], net.get("driver") or "bridge", net.get("labels"))
+
+        missing_volumes = [v for v in p["require_volumes"] if engine.volume(v) is None]
+        if missing_volumes and not check:
+            module.fail_json(msg="Docker volume(s) %s do not exist on the NAS (nfs_models makes the model volume)"
+                             % ", ".join(missing_volumes))
+
+        images = {}
+        for spec in p["containers"] + p["oneshots"]:
+            if spec["image"] not in images:
+                info = engine.image(spec["image"])
+                images[spec["image"]] = info.get("Id") if info else None
+        absent = sorted(name for name, image_id in images.items() if image_id is None)
+        if absent and not check:
+            module.fail_json(msg="image(s) %s are not on the NAS: load the bundle or pull them first" % ", ".join(absent))
+
+        for spec in p["oneshots"]:
+            if spec.get("creates") and os.path.exists(spec["creates"]):
+                continue
+            actions.append("run once %s" % spec["name"])
+            if not check:
+                error = run_oneshot(engine, spec)
+                if error:
+                    module.fail_json(msg=error, actions=actions)
+
+        for spec in p["containers"]:
+            name = spec["name"]
+            current = engine.container(name)
+            action, body, fields = plan_container(spec, current, images.get(spec["image"]))
+            report[name] = {"action": action, "changed_fields": fields}
+            if action != "unchanged":
+                actions.append("%s %s" % (action, name))
+                before[name] = None if current is None else {
+                    "image": (current.get("Config") or {}).get("Image"),
+                    "running": (current.get("State") or {}).get("Running")}
+                after[name] = {"image": spec["image"], "running": True, "changed_fields": fields}
+            if check:
+                continue
+            if action == "recreated":
+                engine.stop(name)
+                engine.remove(name)
+            if action in ("created", "recreated"):
+                engine.create(name, body)
+                for extra in list(spec.get("networks") or [])[1:]:
+                    engine.connect(extra, name, [name])
+            if action != "unchanged" or not (current.get("State") or {}).get("Running"):
+                engine.start(name)
+            if p["wait_healthy"] and body.get("Healthcheck"):
+                error = wait_healthy(engine, name, p["healthy_timeout"])
+                if error:
+                    module.fail_json(msg=error, actions=actions, containers=report)
+
+        if p["prune_label"]:
+            wanted = {spec["name"] for spec in p["containers"]}
+            keep = re.compile(p["prune_keep"])
+            for item in engine.containers(p["prune_label"]):
+                name = (item.get("Names") or ["/"])[0].lstrip("/")
+                if name in wanted or keep.search(name):
+                    continue
+                removed.append(name)
+                actions.append("remove %s" % name)
+                before[name] = {"image": item.get("Image"), "running": item.get("State") == "running"}
+                after[name] = None
+                if not check:
+                    engine.remove(name)
+    except EngineError as exc:
+        module.fail_json(msg=str(exc), actions=actions)
+
+    result = {"changed": bool(actions), "actions": actions, "containers": report, "removed": removed}
+    if module._diff and actions:
+        result["diff"] = {"before": json.dumps(before, indent=2, sort_keys=True) + "\n",
+                          "after": json.dumps(after, indent=2, sort_keys=True) + "\n"}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read, and create or update, many small files and directories in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_files
+short_description: Read, create and update a set of directories and small files in one round trip
+version_added: 0.2.0
+description:
+  - The stack's project directory holds a few dozen small files and directories (configuration
+    rendered on the controller, certificates, generated secrets). One call per file costs a round
+    trip each on every rerun; this module handles them all in one, with the same guarantees as
+    M(ansible.builtin.file) and M(ansible.builtin.copy) for what it covers.
+  - Directories are created (with their parents) and get the owner, group and mode given; their
+    contents are never touched.
+  - Files are written atomically (a temporary file in the same directory, then a rename) when
+    their content differs, and get the owner, group and mode given. C(force=false) writes a file
+    only when it does not exist (a generated secret is never replaced).
+  - O(read) returns the text of files (null for missing ones) without changing anything.
+  - Returns the SHA-1 of every file of O(files), as it is after the call.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  directories:
+    description: Directories, each C(path) with optional C(owner), C(group) (names or numbers) and C(mode) (octal string).
+    type: list
+    elements: dict
+    default: []
+  files:
+    description: Files whose content may show in a diff.
+    type: list
+    elements: dict
+    default: []
+    suboptions: &file_options
+      path:
+        description: Absolute path of the file.
+        type: path
+        required: true
+      content:
+        description: The file's text.
+        type: str
+        default: ""
+      owner:
+        description: Owner (name or number); unset leaves it.
+        type: str
+      group:
+        description: Group (name or number); unset leaves it.
+        type: str
+      mode:
+        description: Mode as an octal string such as C("0640"); unset leaves it (new files get 0600).
+        type: str
+      force:
+        description: Replace the content of an existing file; false only creates missing files.
+        type: bool
+        default: true
+  secrets:
+    description:
+      - Files whose content is secret (keys, passwords, configuration holding them), with the same
+        fields as O(files). Their content never shows in a diff or a log; the diff gives the size.
+    type: list
+    elements: dict
+    default: []
+    suboptions: *file_options
+  read:
+    description: Files whose text to return in RV(contents).
+    type: list
+    elements: path
+    default: []
+author:
+  - nasai.stack contributors
+"""
+
+EXAMPLES = r"""
+- name: The project's directories and configuration, in one call
+  nasai.stack.stack_files:
+    directories:
+      - {path: /srv/nasai/services/config, owner: root, group: root, mode: "0755"}
+    files:
+      - path: /srv/nasai/services/config/proxy/haproxy.cfg
+        content: "{{ lookup('ansible.builtin.template', 'haproxy.cfg.j2') }}"
+        mode: "0644"
+"""
+
+RETURN = r"""
+contents:
+  description: The text of each file of O(read), null where it does not exist.
+  returned: always
+  type: dict
+checksums:
+  description: SHA-1 of each file of O(files) and O(secrets) after the call (of the content it would have, in check mode).
+  returned: always
+  type: dict
+changed_paths:
+  description: The directories and files created or changed (or that would be).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import grp
+import hashlib
+import os
+import pwd
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def resolve_id(value, lookup, kind):
+    """Numeric id of a user or group given by name or number; None when not given."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    try:
+        return lookup(text)
+    except KeyError:
+        raise ValueError("no %s named %s on the host" % (kind, text))
+
+
+def wanted_attrs(item):
+    uid = resolve_id(item.get("owner"), lambda n: pwd.getpwnam(n).pw_uid, "user")
+    gid = resolve_id(item.get("group"), lambda n: grp.getgrnam(n).gr_gid, "group")
+    mode = int(str(item["mode"]), 8) if item.get("mode") is not None else None
+    return uid, gid, mode
+
+
+def attrs_differ(st, uid, gid, mode):
+    """Which of owner, group and mode differ from a stat result."""
+    out = []
+    if uid is not None and st.st_uid != uid:
+        out.append("owner")
+    if gid is not None and st.st_gid != gid:
+        out.append("group")
+    if mode is not None and (st.st_mode & 0o7777) != mode:
+        out.append("mode")
+    return out
+
+
+def apply_attrs(path, uid, gid, mode):
+    if uid is not None or gid is not None:
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomic(path, data, uid, gid, mode):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".nasai-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        apply_attrs(tmp, uid, gid, 0o600 if mode is None else mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _file_options(secret):
+    return {
+        "path": {"type": "path", "required": True},
+        "content": {"type": "str", "default": "", "no_log": secret},
+        "owner": {"type": "str"},
+        "group": {"type": "str"},
+        "mode": {"type": "str"},
+        "force": {"type": "bool", "default": True},
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "directories": {"type": "list", "elements": "dict", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": [], "options": _file_options(False)},
+            "secrets": {"type": "list", "elements": "dict", "default": [], "options": _file_options(True)},
+            "read": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    check = module.check_mode
+    changed, before, after = [], [], []
+    contents = {}
+    for path in p["read"]:
+        data = read_bytes(path)
+        contents[path] = None if data is None else data.decode("utf-8", errors="replace")
+
+    try:
+        for item in p["directories"]:
+            path = item["path"]
+            uid, gid, mode = wanted_attrs(item)
+            if not os.path.isdir(path):
+                if os.path.lexists(path):
+                    module.fail_json(msg="%s exists and is not a directory" % path)
+                changed.append(path)
+                before.append("%s: absent" % path)
+                after.append("%s: directory" % path)
+                if not check:
+                    os.makedirs(path)
+                    apply_attrs(path, uid, gid, mode)
+                continue
+            differ = attrs_differ(os.stat(path), uid, gid, mode)
+            if differ:
+                changed.append(path)
+                st = os.stat(path)
+                before.append("%s: %s:%s %o" % (path, st.st_uid, st.st_gid, st.st_mode & 0o7777))
+                after.append("%s: %s:%s %s" % (path, uid, gid, item.get("mode")))
+                if not check:
+                    apply_attrs(path, uid, gid, mode)
+
+        checksums = {}
+        for secret, item in [(False, f) for f in p["files"]] + [(True, f) for f in p["secrets"]]:
+            path = item["path"]
+            data = (item.get("content") or "").encode("utf-8")
+            uid, gid, mode = wanted_attrs(item)
+            current = read_bytes(path)
+            if current is not None and item.get("force") is False:
+                data = current
+            checksums[path] = hashlib.sha1(data).hexdigest()
+            if current is None or current != data:
+                changed.append(path)
+                old = "" if current is None else current.decode("utf-8", errors="replace")
+                new = data.decode("utf-8", errors="replace")
+                if secret:
+                    old = "" if current is None else "(secret, %d bytes)\n" % len(current)
+                    new = "(secret, %d bytes)\n" % len(data)
+                before.append("# %s\n%s" % (path, old))
+                after.append("# %s\n%s" % (path, new))
+                if not check:
+                    if not os.path.isdir(os.path.dirname(path)):
+                        os.makedirs(os.path.dirname(path))
+                    write_atomic(path, data, uid, gid, mode)
+                continue
+            differ = attrs_differ(os.stat(path), uid, gid, mode)
+            if differ:
+                changed.append(path)
+                before.append("# %s: %s" % (path, ", ".join(differ)))
+                after.append("# %s: %s:%s %s" % (path, uid, gid, item.get("mode")))
+                if not check:
+                    apply_attrs(path, uid, gid, mode)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg=str(exc), changed_paths=changed)
+
+    result = {"changed": bool(changed), "contents": contents, "checksums": checksums, "changed_paths": changed}
+    if module._diff and changed:
+        result["diff"] = {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

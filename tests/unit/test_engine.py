@@ -1,0 +1,167 @@
+"""The stdlib Docker API client's pure parts, and the stack_containers plan, against real engine
+semantics: sizes and durations as Docker reads them, create bodies, fingerprints that change only
+when what a container is made from changes."""
+
+import json
+
+import pytest
+
+from ansible_collections.nasai.stack.plugins.module_utils import engine
+from ansible_collections.nasai.stack.plugins.filter.stack import container_specs, init_specs
+import stack_containers
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("256m", 256 << 20), ("1g", 1 << 30), ("64k", 64 << 10), ("100", 100), ("2G", 2 << 30), (512, 512),
+    (None, None)])
+def test_size_bytes(value, expected):
+    assert engine.size_bytes(value) == expected
+
+
+@pytest.mark.parametrize("value", ["1.5g", "12 parsecs", "m"])
+def test_size_bytes_refuses_what_docker_would(value):
+    with pytest.raises(ValueError):
+        engine.size_bytes(value)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("5s", 5 * 10 ** 9), ("1m30s", 90 * 10 ** 9), ("500ms", 5 * 10 ** 8), (3, 3 * 10 ** 9), ("2", 2 * 10 ** 9)])
+def test_duration_ns(value, expected):
+    assert engine.duration_ns(value) == expected
+
+
+def test_duration_refuses_garbage():
+    with pytest.raises(ValueError):
+        engine.duration_ns("5 seconds")
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("nginx", ("nginx", "latest")), ("nasai/svc-haproxy:test", ("nasai/svc-haproxy", "test")),
+    ("registry:5000/a/b", ("registry:5000/a/b", "latest")), ("registry:5000/a/b:1.2", ("registry:5000/a/b", "1.2")),
+    ("ghcr.io/x/y@sha256:abc", ("ghcr.io/x/y", "sha256:abc"))])
+def test_split_image(ref, expected):
+    assert engine.split_image(ref) == expected
+
+
+SPEC = {
+    "name": "nasai-ai-1", "image": "nasai/llama-server:test", "command": ["--port", 8081],
+    "env": {"B": 2, "A": "1"}, "network_mode": "host", "volumes": ["/m:/models:ro"],
+    "healthcheck": {"test": ["CMD", "curl", "-f", "http://127.0.0.1:8081/health"], "interval": "5s",
+                    "timeout": "3s", "retries": 3},
+    "restart_policy": "unless-stopped", "labels": {"nasai.stack.service": "ai"}, "memory": "256m",
+    "memory_swap": "256m", "cpus": 1.5, "cpuset_cpus": "0-1", "pids_limit": 256, "read_only": True,
+    "user": "65534:65534", "tmpfs": ["/tmp"], "security_opts": ["no-new-privileges:true"], "cap_drop": ["ALL"],
+    "log_driver": "syslog", "log_options": {"tag": "x"},
+}
+
+
+def test_create_body_in_host_mode():
+    body = engine.create_body(SPEC)
+    host = body["HostConfig"]
+    assert body["Cmd"] == ["--port", "8081"]
+    assert body["Env"] == ["A=1", "B=2"]
+    assert body["Healthcheck"] == {"Test": ["CMD", "curl", "-f", "http://127.0.0.1:8081/health"],
+                                   "Interval": 5 * 10 ** 9, "Timeout": 3 * 10 ** 9, "Retries": 3}
+    assert host["NetworkMode"] == "host" and "NetworkingConfig" not in body
+    assert host["Memory"] == host["MemorySwap"] == 256 << 20
+    assert host["NanoCpus"] == 1500000000 and host["CpusetCpus"] == "0-1" and host["PidsLimit"] == 256
+    assert host["ReadonlyRootfs"] is True and host["Tmpfs"] == {"/tmp": ""}
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert host["LogConfig"] == {"Type": "syslog", "Config": {"tag": "x"}}
+    assert "Entrypoint" not in body
+
+
+def test_create_body_in_bridge_mode_publishes_ports_and_joins_the_network():
+    spec = dict(SPEC, network_mode="nasai", networks=["nasai"],
+                published_ports=["443:443", "127.0.0.1:5514:5514/udp", "8080"])
+    body = engine.create_body(spec)
+    assert body["HostConfig"]["NetworkMode"] == "nasai"
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"nasai": {"Aliases": ["nasai-ai-1"]}}}
+    assert body["HostConfig"]["PortBindings"] == {
+        "443/tcp": [{"HostIp": "", "HostPort": "443"}],
+        "5514/udp": [{"HostIp": "127.0.0.1", "HostPort": "5514"}],
+        "8080/tcp": [{"HostIp": "", "HostPort": ""}]}
+    assert set(body["ExposedPorts"]) == {"443/tcp", "5514/udp", "8080/tcp"}
+
+
+def test_shell_healthcheck_string():
+    assert engine.healthcheck_body({"test": "kill -0 1"}) == {"Test": ["CMD-SHELL", "kill -0 1"]}
+
+
+def _existing(spec, image_id="sha256:1", running=True):
+    _action, body, _fields = stack_containers.plan_container(spec, None, image_id)
+    return {"Config": {"Labels": body["Labels"], "Image": spec["image"]}, "State": {"Running": running}}
+
+
+def test_plan_is_unchanged_for_the_same_description_and_image():
+    current = _existing(SPEC)
+    assert stack_containers.plan_container(dict(SPEC), current, "sha256:1")[0] == "unchanged"
+
+
+def test_plan_recreates_and_names_only_the_changed_field():
+    current = _existing(SPEC)
+    action, _body, fields = stack_containers.plan_container(dict(SPEC, memory="512m"), current, "sha256:1")
+    assert action == "recreated" and fields == ["HostConfig.Memory"]
+
+
+def test_plan_recreates_when_the_tag_points_at_a_new_image():
+    action, _body, fields = stack_containers.plan_container(dict(SPEC), _existing(SPEC), "sha256:2")
+    assert action == "recreated" and fields == ["Image"]
+
+
+def test_plan_starts_a_stopped_container_without_recreating_it():
+    current = _existing(SPEC, running=False)
+    assert stack_containers.plan_container(dict(SPEC), current, "sha256:1")[0] == "started"
+
+
+def test_plan_recreates_a_container_made_by_other_tools():
+    current = {"Config": {"Labels": {}, "Image": SPEC["image"]}, "State": {"Running": True}}
+    action, _body, fields = stack_containers.plan_container(dict(SPEC), current, "sha256:1")
+    assert action == "recreated" and "HostConfig.Memory" in fields
+
+
+def test_fingerprint_labels_hold_hashes_not_values():
+    spec = dict(SPEC, env={"SECRET": "hunter2-very-secret"})
+    _action, body, _fields = stack_containers.plan_container(spec, None, "sha256:1")
+    assert "hunter2" not in json.dumps(body["Labels"])
+
+
+def test_demux_logs_reads_the_multiplexed_stream():
+    frame = b"\x01\0\0\0\0\0\0\x06hello\n" + b"\x02\0\0\0\0\0\0\x04err\n"
+    assert engine.demux_logs(frame) == "hello\nerr\n"
+    assert engine.demux_logs("plain text") == "plain text"
+
+
+def test_stream_errors_become_engine_errors():
+    with pytest.raises(engine.EngineError, match="no space"):
+        engine._stream_result('{"stream": "x"}\n{"errorDetail": {"message": "no space"}, "error": "no space"}', "")
+    assert engine._stream_result('{"stream":"Loaded image: a:b\\n"}', "Loaded image: ") == ["a:b"]
+
+
+INSTANCES = [
+    {"service": "files", "name": "nasai-files", "image": "fb:1", "ports": ["8090:8090"], "networks": None,
+     "labels": {"nasai.stack.service": "files"}, "volumes": ["/p/data/files:/srv"]},
+    {"service": "ai", "name": "nasai-ai-1", "image": "llama:1", "ports": [], "labels": {}, "volumes": []},
+]
+
+
+def test_container_specs_in_host_mode_publish_nothing_and_carry_the_config_fingerprint():
+    specs = container_specs(INSTANCES, "host", "nasai", {"files": "abc"})
+    assert specs[0]["network_mode"] == "host" and specs[0]["published_ports"] == [] and specs[0]["networks"] == []
+    assert specs[0]["labels"] == {"nasai.stack.service": "files", "nasai.stack.config": "abc"}
+    assert specs[1]["labels"] == {"nasai.stack.config": ""}
+
+
+def test_container_specs_in_bridge_mode():
+    specs = container_specs(INSTANCES, "bridge", "nasai", {})
+    assert specs[0]["network_mode"] == "nasai" and specs[0]["networks"] == ["nasai"]
+    assert specs[0]["published_ports"] == ["8090:8090"]
+
+
+def test_init_specs_once_per_service_with_an_init_step():
+    definitions = {"files": {"init": {"creates": "fb.db", "command": ["users", "add"]}, "user": "1000:1000",
+                             "entrypoint": ["/bin/fb"]}, "ai": {}}
+    specs = init_specs(INSTANCES + [dict(INSTANCES[0], name="nasai-files-2")], definitions, "/p")
+    assert len(specs) == 1
+    assert specs[0]["name"] == "nasai-files-init" and specs[0]["creates"] == "/p/data/files/fb.db"
+    assert specs[0]["network_mode"] == "none" and specs[0]["volumes"] == ["/p/data/files:/srv"]
