@@ -144,6 +144,18 @@ class Engine:
         self.call("POST", "/networks/create", body={"Name": name, "Driver": driver, "Labels": labels or {},
                                                     "CheckDuplicate": True}, ok=(201,))
 
+    def create_volume(self, name, driver="local", options=None, labels=None):
+        self.call("POST", "/volumes/create", body={"Name": name, "Driver": driver, "DriverOpts": options or {},
+                                                   "Labels": labels or {}}, ok=(201,))
+
+    def remove_volume(self, name):
+        self.call("DELETE", "/volumes/%s" % quote(name, safe=""), ok=(204, 404))
+
+    def volume_users(self, name):
+        """Names of the containers (running or not) that mount volume `name`."""
+        found = self._get("/containers/json", {"all": "1", "filters": json.dumps({"volume": [name]})}) or []
+        return sorted((c.get("Names") or ["/?"])[0].lstrip("/") for c in found)
+
     def load(self, path):
         """Load a `docker save` archive; the image names it brought ("Loaded image: ...")."""
         import os

@@ -165,3 +165,36 @@ def test_init_specs_once_per_service_with_an_init_step():
     assert len(specs) == 1
     assert specs[0]["name"] == "nasai-files-init" and specs[0]["creates"] == "/p/data/files/fb.db"
     assert specs[0]["network_mode"] == "none" and specs[0]["volumes"] == ["/p/data/files:/srv"]
+
+
+# --- stack_volume: when a volume may be created, recreated or removed --------------------------
+import stack_volume  # noqa: E402
+
+NFS = {"type": "nfs", "o": "addr=10.0.0.2,vers=4.2,ro", "device": ":/srv/models"}
+
+
+@pytest.mark.parametrize("current, state, action", [
+    (None, "present", "created"),
+    ({"Driver": "local", "Options": NFS}, "present", "none"),
+    ({"Driver": "local", "Options": dict(NFS, o="addr=10.0.0.2,vers=3,ro")}, "present", "recreated"),
+    ({"Driver": "local", "Options": NFS}, "absent", "removed"),
+    (None, "absent", "none"),
+])
+def test_volume_plan(current, state, action):
+    assert stack_volume.plan(current, state, "local", NFS) == action
+
+
+def test_a_volume_that_may_hold_data_is_refused_naming_the_opt_in():
+    plain = {"Driver": "local", "Options": None}
+    why = stack_volume.refusal("precious", plain, "recreated", [], ["nfs"], False, NFS, "my_volume_")
+    assert "precious exists and is not an NFS volume" in why and "my_volume_replace_foreign: true" in why
+    assert stack_volume.refusal("precious", plain, "recreated", [], ["nfs"], True, NFS) is None
+
+
+def test_a_volume_in_use_is_never_recreated_or_removed():
+    ours = {"Driver": "local", "Options": NFS}
+    why = stack_volume.refusal("m", ours, "recreated", ["model-user"], ["nfs"], True, dict(NFS, o="vers=4.1"))
+    assert "used by model-user" in why and "recreate it with the NFS options" in why and "vers=4.1" in why
+    assert "remove it (my_volume_state: absent)" in stack_volume.refusal("m", ours, "removed", ["a"], ["nfs"], False,
+                                                                          NFS, "my_volume_")
+    assert stack_volume.refusal("m", ours, "recreated", [], ["nfs"], False, NFS) is None

@@ -90,7 +90,10 @@ def state(client, exporter):
 
 def test_client_packages_are_installed(client, exporter):
     assert client.package("nfs-common").is_installed
-    assert client.package("python3-requests").is_installed
+    # The Docker volume is managed over the engine's socket with the standard library: the role
+    # installs no python3-requests (appliances have none), and the volume exists all the same.
+    assert not client.package("python3-requests").is_installed
+    assert volume(client)["Driver"] == "local"
     # The exporter has nfs_models_client: false: no mount, no Docker volume.
     assert not fstab_entries(exporter) and exporter.run("docker volume ls").rc != 0
 
