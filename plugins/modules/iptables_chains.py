@@ -12,7 +12,7 @@ short_description: Keep chains of one iptables table, and the jumps to them, exa
 version_added: 0.1.0
 description:
   - Makes each listed chain of I(table) hold exactly the listed rules, in order, and makes the
-    built-in chains jump to them exactly as listed in I(jumps): missing jumps are inserted first
+    built-in chains jump to them exactly as listed in I(jumps); missing jumps are inserted first
     in their chain, duplicate or unlisted jumps to the owned chains are deleted.
   - Every change is applied in one C(iptables-restore --noflush) transaction, so nothing else in
     the table is flushed and no half-applied state is left behind.

@@ -16,7 +16,7 @@ description:
   - Creates the volume when missing. A volume whose driver or options differ is recreated, since
     options cannot change in place, but only when no container (running or not) uses it, and
     only when it is one of ours (driver C(local) with a C(type) option in O(owned_types)) or
-    O(replace_foreign=true): anything else may hold data and is refused with the reason.
+    O(replace_foreign=true); anything else may hold data and is refused with the reason.
   - The same rules hold for O(state=absent). O(check_only=true) applies the refusals without
     changing anything, so a role can refuse before it changes other things.
 attributes:

@@ -1,7 +1,8 @@
 """The services are real: every container healthy under its quotas (read from the cgroup files),
-a chat completion and a token stream through the TLS proxy, the file manager behind auth, logs
-collected centrally, only the proxy's ports open, an OOM kill confined to the file manager, and
-disabling a service or bad input never losing data or changing anything."""
+a chat completion and a token stream through the TLS proxy (HAProxy), the file manager behind auth,
+logs collected centrally, only the proxy's ports open, an OOM kill confined to the file manager, a
+burst far above the AI core's capacity queued or shed (429/503 + Retry-After) without a restart,
+and disabling a service or bad input never losing data or changing anything."""
 
 import json
 import time
@@ -55,7 +56,7 @@ def test_all_services_run_healthy(host):
 
 def test_chat_completion_through_the_tls_proxy(host):
     # --cacert makes curl verify the chain: the local CA signed the proxy's certificate.
-    answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).stdout)
+    answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "ignore_eos": True}).stdout)
     # Random weights: the tokens are random bytes, possibly no printable text, but tokens they are.
     assert answer["usage"]["completion_tokens"] == 8
     assert answer["choices"][0]["message"]["role"] == "assistant"
@@ -128,8 +129,9 @@ def test_file_manager_answers_behind_auth(host):
 
 
 @pytest.mark.parametrize(("name", "memory", "cpus", "cpuset", "pids"), [
-    ("nasai-ai-1", 256 * MIB, 150000, "0-1", 256),
-    ("nasai-ai-2", 256 * MIB, 150000, "0-1", 256),
+    # 2 slots: 4 requests in flight, --threads-http 10; + cpp-httplib's 1024 extra threads + 2 + 64.
+    ("nasai-ai-1", 256 * MIB, 150000, "0-1", 1100),
+    ("nasai-ai-2", 256 * MIB, 150000, "0-1", 1100),
     ("nasai-files", 64 * MIB, 50000, "1", 100),
     ("nasai-proxy", 128 * MIB, 100000, None, 128),
 ])
@@ -149,6 +151,16 @@ def test_services_run_as_non_root_where_possible(host):
     for name in ("nasai-ai-1", "nasai-files", "nasai-logs"):
         uid = host.check_output(f"docker exec {name} id -u")
         assert uid != "0", name
+    # HAProxy's master binds 80/443 as root (capabilities: NET_BIND_SERVICE, SETUID, SETGID only);
+    # its worker, which handles every connection, runs as nobody.
+    procs = [line.split(None, 3) for line in
+             host.check_output("docker top nasai-proxy -o pid,ppid,uid,args").splitlines()[1:]]
+    # Workers: the processes whose parent (the master) is in the container too.
+    workers = [p for p in procs if p[1] in {q[0] for q in procs} and "haproxy" in p[3]]
+    assert workers and all(p[2] == "65534" for p in workers), procs
+    caps = inspect(host, "nasai-proxy")["HostConfig"]
+    assert caps["CapDrop"] == ["ALL"]
+    assert {c.removeprefix("CAP_") for c in caps["CapAdd"]} == {"NET_BIND_SERVICE", "SETUID", "SETGID"}
 
 
 def test_only_the_proxy_ports_listen_outside_loopback(host):
@@ -187,6 +199,73 @@ def test_memory_hog_in_the_file_manager_is_oom_killed_alone(host):
         assert inspect(host, name)["State"]["Health"]["Status"] == "healthy", name
 
 
+# A burst far above the AI core's capacity (2 replicas x 4 requests in flight + a queue of 32, set
+# in converge.yml): CLIENTS clients on loopback, each sending chat completions one after another
+# over new TLS connections until DURATION seconds are over. Prints each response's status and
+# Retry-After header, the errors, and the chat answered right after.
+BURST = r"""
+import asyncio, json, ssl, sys, time
+CLIENTS, DURATION = int(sys.argv[2]), float(sys.argv[3])
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+body = json.dumps({"messages": [{"role": "user", "content": "burst"}], "max_tokens": 8}).encode()
+request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+           b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+results, errors = [], []
+
+async def one():
+    reader, writer = await asyncio.open_connection("127.0.0.1", 443, ssl=ctx, server_hostname="localhost")
+    writer.write(request)
+    raw = await reader.read()
+    writer.close()
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:])}
+    return int(head[0].split()[1]), headers.get("retry-after")
+
+async def client(deadline):
+    while time.monotonic() < deadline:
+        try:
+            results.append(await asyncio.wait_for(one(), 120))
+        except Exception as exc:
+            errors.append(repr(exc))
+
+async def main():
+    deadline = time.monotonic() + DURATION
+    await asyncio.gather(*(client(deadline) for _ in range(CLIENTS)))
+
+asyncio.run(main())
+print(json.dumps({"results": results, "errors": errors[:20], "error_count": len(errors)}))
+"""
+
+
+def restarts(host):
+    """{container: (restart count, started at)} of the stack's running containers."""
+    names = host.check_output("docker ps --filter label=nasai.stack.service --format '{{.Names}}'").split()
+    return {n: (inspect(host, n)["RestartCount"], inspect(host, n)["State"]["StartedAt"]) for n in names}
+
+
+def test_burst_above_capacity_is_queued_or_shed_never_a_crash(host):
+    before = restarts(host)
+    out = json.loads(host.check_output(f"python3 - {CA} 300 4 <<'EOF'\n{BURST}\nEOF"))
+    statuses = [status for status, _ in out["results"]]
+    assert out["error_count"] == 0, out["errors"]
+    # Every answer is a completion or a deliberate refusal that says when to come back.
+    assert set(statuses) <= {200, 429, 503}, sorted(set(statuses))
+    refused = [(status, retry) for status, retry in out["results"] if status != 200]
+    assert all(retry == "5" for _, retry in refused), refused[:10]
+    # The burst did reach past the queue (some shed) and the queue did serve (some answered).
+    assert statuses.count(200) > 0 and statuses.count(429) > 0, {s: statuses.count(s) for s in set(statuses)}
+    assert restarts(host) == before, "a container restarted under the burst"
+    # Right after, a normal chat is answered (polled: no fixed wait).
+    for _ in range(30):
+        answer = chat(host, {"messages": [{"role": "user", "content": "still there?"}], "max_tokens": 4})
+        if answer.rc == 0 and '"completion_tokens":4' in answer.stdout.replace(" ", ""):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(answer.stdout + answer.stderr)
+    assert restarts(host) == before
+
+
 def test_check_mode_changes_nothing(converge, nas_name):
     run = converge(nas_name, None, "--check", "--diff")
     assert run.rc == 0, run.output
@@ -203,7 +282,7 @@ def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge
     after = state(host)
     assert "nasai-files" not in after
     assert host.file(data).content_string == "precious\n"
-    assert "/files/" not in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
+    assert "/files/" not in host.file(f"{PROJECT}/config/proxy/haproxy.cfg").content_string
     # The proxy's config changed: it alone was restarted.
     assert after["nasai-proxy"] != before["nasai-proxy"]
     for name in ("nasai-ai-1", "nasai-ai-2", "nasai-logs"):
@@ -224,6 +303,7 @@ def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge
     ({"services_network_mode": "macvlan"}, "services_network_mode"),
     ({"services_overrides": {"files": {"memroy": "1g"}}}, "services_definitions.files has unknown fields memroy"),
     ({"services_ai_slots": 8}, "services_ai_slots (8) x services_ai_slot_memory"),
+    ({"services_ai_queue_timeout": 0}, "services_ai_queue_timeout must be 1-3600 seconds"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     before = state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")
@@ -242,8 +322,8 @@ def test_bridge_mode_serves_the_same_stack(converge, host, nas_name):
             config = inspect(host, name)
             assert config["HostConfig"]["NetworkMode"] == "nasai", name
             assert config["State"]["Health"]["Status"] == "healthy", name
-        assert "server nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
-        answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).stdout)
+        assert "server ai-2 nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/haproxy.cfg").content_string
+        answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}).stdout)
         assert answer["usage"]["completion_tokens"] == 4
         test_only_the_proxy_ports_listen_outside_loopback(host)
         run = converge(nas_name, {"services_network_mode": "bridge"})

@@ -40,7 +40,7 @@ def test_stack_serves_chat_over_tls(host):
     request = (
         "import json, ssl, sys, urllib.request\n"
         f"ctx = ssl.create_default_context(cafile='{ca}')\n"
-        "body = json.dumps({'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 4}).encode()\n"
+        "body = json.dumps({'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 4, 'ignore_eos': True}).encode()\n"
         "req = urllib.request.Request('https://localhost/v1/chat/completions', data=body,\n"
         "                             headers={'Content-Type': 'application/json'})\n"
         "sys.stdout.write(urllib.request.urlopen(req, context=ctx, timeout=60).read().decode())\n"

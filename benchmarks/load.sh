@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Load benchmark of the services stack (issue 10): converge the `services` scenario's simulated NAS
+# (2 llama-server replicas with 2 slots each behind HAProxy, production admission defaults), then
+# run h2load inside the NAS on loopback, direct to the AI core (127.0.0.1:8081, replica 1 only) and
+# through the TLS proxy, for each level of concurrent clients: HTTP/1.1, one request per connection
+# at a time, max(2 x clients, 600) requests, each level bounded to SECONDS. Prints requests/s, p50/p99
+# of the answered requests, answered, queued-then-answered (HAProxy log: Tw > 0), shed (429/503),
+# errors, cut (requests h2load's own time bound ended), AI core restarts, peak pids and memory;
+# GET /health proxy vs direct; time to first streamed token proxy vs direct; then the same 400 clients
+# through HAProxy and through nginx (the mechanism's choice), and with --soak a soak at 300 clients.
+#   benchmarks/load.sh [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+levels=50,300,1000,2000 seconds=60 soak=0 compare=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --levels) levels=$2; shift ;;
+    --seconds) seconds=$2; shift ;;
+    --soak) soak=600; if [[ ${2:-} =~ ^[0-9]+$ ]]; then soak=$2; shift; fi ;;
+    --no-compare) compare=0 ;;
+    *) echo "usage: $0 [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare]" >&2; exit 2 ;;
+  esac
+  shift
+done
+export PATH="$PWD/.venv/bin:$PATH"
+scenario=services host=nas-services
+trap 'molecule destroy -s "$scenario" >/dev/null 2>&1' EXIT
+molecule destroy -s "$scenario" >/dev/null 2>&1
+molecule converge -s "$scenario" >/dev/null 2>&1
+eph=$(ls -d "$HOME"/.ansible/tmp/molecule.*."$scenario" | head -n1)
+converge() {  # converge.yml again with extra variables (JSON)
+  MOLECULE_EPHEMERAL_DIRECTORY=$eph MOLECULE_SCENARIO_NAME=$scenario ANSIBLE_CONFIG=$eph/ansible.cfg \
+    MOLECULE_PROJECT_DIRECTORY=$PWD ANSIBLE_COLLECTIONS_PATH="$HOME/.ansible/collections:$PWD/collections" \
+    ansible-playbook -i "$eph/inventory" --limit "$host" "molecule/$scenario/converge.yml" -e "$1" >/dev/null
+}
+# The scenario shortens the AI queue for its burst test: back to the role's default (512).
+converge '{"services_ai_queue_length": 512}'
+docker cp benchmarks/load_driver.py "$host:/tmp/load_driver.py"
+echo "== $(docker exec "$host" h2load --version | head -n1); each level bounded to ${seconds} s"
+docker exec "$host" python3 /tmp/load_driver.py "$levels" "$seconds" "$soak"
+if [ "$compare" = 1 ]; then
+  echo "== the mechanism: the same 400 clients through each proxy engine"
+  docker exec "$host" python3 /tmp/load_driver.py compare "$seconds" haproxy
+  converge '{"services_ai_queue_length": 512, "services_proxy_engine": "nginx"}'
+  docker exec "$host" python3 /tmp/load_driver.py compare "$seconds" nginx
+fi

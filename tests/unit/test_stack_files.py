@@ -1,0 +1,51 @@
+"""stack_files' helpers on a real directory, and the filters that feed it."""
+
+import os
+
+import pytest
+
+from ansible_collections.nasai.stack.plugins.filter.stack import config_fingerprints, present_contents, tls_writes
+import stack_files
+
+
+def test_write_atomic_replaces_content_and_sets_the_mode(tmp_path):
+    path = tmp_path / "a.conf"
+    path.write_text("old")
+    stack_files.write_atomic(str(path), b"new\n", None, None, 0o640)
+    assert path.read_text() == "new\n"
+    assert os.stat(path).st_mode & 0o7777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["a.conf"]
+
+
+def test_attrs_differ_names_what_differs(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("x")
+    os.chmod(path, 0o644)
+    st = os.stat(path)
+    assert stack_files.attrs_differ(st, st.st_uid, st.st_gid, 0o644) == []
+    assert stack_files.attrs_differ(st, st.st_uid + 1, None, 0o600) == ["owner", "mode"]
+
+
+def test_resolve_id_by_number_and_name():
+    assert stack_files.resolve_id("1000", None, "user") == 1000
+    assert stack_files.resolve_id("root", lambda n: 0, "user") == 0
+    with pytest.raises(ValueError, match="no user named ghost"):
+        stack_files.resolve_id("ghost", lambda n: {}[n], "user")
+
+
+def test_config_fingerprints_cover_only_each_services_own_files():
+    sums = {"/p/config/proxy/a.cfg": "1", "/p/config/proxy/tls/server.crt": "2", "/p/config/files/c.conf": "3"}
+    first = config_fingerprints(sums, "/p/config", ["proxy", "files", "ai"])
+    changed = config_fingerprints(dict(sums, **{"/p/config/proxy/tls/server.crt": "9"}), "/p/config",
+                                  ["proxy", "files", "ai"])
+    assert first["files"] == changed["files"] and first["ai"] == changed["ai"]
+    assert first["proxy"] != changed["proxy"]
+
+
+def test_present_contents_and_tls_writes():
+    paths = {"ca_key": "/t/ca.key", "server_crt": "/c/server.crt"}
+    current = present_contents(paths, {"/t/ca.key": "KEY", "/c/server.crt": None})
+    assert current == {"ca_key": "KEY"}
+    writes = tls_writes({"ca_key": "KEY", "server_crt": "CRT"}, paths)
+    assert [(w["path"], w["mode"], w["secret"]) for w in writes] == [
+        ("/t/ca.key", "0600", True), ("/c/server.crt", "0644", False)]
