@@ -103,7 +103,9 @@ data_root:
   returned: always
   type: dict
 os:
-  description: id and codename from /etc/os-release, and the dpkg architecture.
+  description: >-
+    id and codename from /etc/os-release, and the Debian architecture name (from dpkg, or from
+    the machine type where dpkg is missing or not executable).
   returned: always
   type: dict
 group_members:
@@ -123,6 +125,7 @@ dropins:
 import grp
 import json
 import os
+import platform
 import pwd
 import re
 import shutil
@@ -131,6 +134,26 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
+# platform.machine() to Debian architecture names, for hosts whose dpkg is missing or not
+# executable (TrueNAS SCALE removes its x bit; DSM, QTS and Unraid have none).
+DEB_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+                     "armv7l": "armhf", "armv6l": "armel", "i686": "i386", "i386": "i386",
+                     "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def executable(name):
+    """The path of `name` on PATH when it is there and executable (shutil.which checks both)."""
+    return shutil.which(name)
+
+
+def deb_architecture(module, dpkg):
+    """dpkg's architecture name; from platform.machine() when dpkg cannot run or fails."""
+    if dpkg:
+        rc, out, _err = module.run_command([dpkg, "--print-architecture"])
+        if rc == 0 and out.strip():
+            return out.strip()
+    machine = platform.machine()
+    return DEB_ARCHITECTURES.get(machine, machine or None)
 SERVICE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath")
 
 
@@ -255,7 +278,8 @@ def main():
     release = parse_os_release(read_text("/etc/os-release"))
     os_facts = {"id": release.get("ID"), "codename": release.get("VERSION_CODENAME"), "architecture": None}
 
-    dpkg_query = shutil.which("dpkg-query")
+    # A tool that exists without its x bit (TrueNAS SCALE's apt and dpkg) counts as absent.
+    dpkg_query = executable("dpkg-query")
     packages = {name: None for name in params["packages"]}
     dockerd = shutil.which("dockerd") or next(
         (p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd", "/usr/local/bin/dockerd") if os.path.exists(p)), None)
@@ -270,8 +294,7 @@ def main():
             rc, out, _err = module.run_command([dpkg_query, "-S", os.path.realpath(dockerd)])
             if rc == 0 and ":" in out:
                 engine_package = out.split(":", 1)[0].strip()
-        rc, out, _err = module.run_command(["dpkg", "--print-architecture"])
-        os_facts["architecture"] = out.strip() if rc == 0 else None
+    os_facts["architecture"] = deb_architecture(module, executable("dpkg"))
 
     service = {key: None for key in SERVICE_PROPERTIES}
     systemctl = shutil.which("systemctl")

@@ -17,13 +17,19 @@ description:
     TrueNAS SCALE, OpenMediaVault), falling back to C(/etc/os-release).
   - CPU count is the number of CPUs this process may run on (it honours a cpuset); memory is
     C(MemTotal), lowered to the cgroup memory limit when one is set.
+  - Also reports whether a usable package manager exists (TrueNAS SCALE makes apt and dpkg
+    non-executable; DSM, QTS and Unraid have none), the target's Python and whether it has
+    C(requests), and the platform's own data path (DSM C(/volume1/nasai), QTS
+    C(/share/CACHEDEV1_DATA/nasai), SCALE C(/mnt/<pool>/nasai) with the pool found under
+    C(/mnt), Unraid C(/mnt/user/appdata/nasai)).
 options:
   data_path:
     description:
       - Where the stack keeps its data. It may not exist yet; free space is then read from
         its nearest existing parent.
+      - When not given, the platform's own place for it is used (C(platform_data_path)), or
+        C(/container/data) on a platform without one.
     type: path
-    default: /container/data
 author:
   - nasai.stack contributors
 """
@@ -52,13 +58,20 @@ ansible_facts:
         docker: {installed: true, version: "20.10.24+dfsg1", socket: true}
         data_path: {path: /container/data, exists: false, probed: /, mount: /, fstype: ext4,
                     size_total: 268435456000, size_available: 85899345920}
+        platform_data_path: null
+        pools: []
+        package_manager: {name: apt, usable: true,
+                          tools: {apt-get: executable, dpkg: executable}}
+        python: {version: "3.11.2", executable: /usr/bin/python3, requests: true}
 """
 
 import glob
+import importlib.util
 import os
 import platform
 import re
 import shutil
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
@@ -81,6 +94,20 @@ VERSION_SOURCES = {
     "truenas_scale": ("/etc/version", r"(\S+)"),
     "openmediavault": ("/var/lib/dpkg/status", r"Package: openmediavault\n(?:[^\n]+\n)*?Version: (\S+)"),
 }
+
+
+# Where each platform keeps user data; the stack's directory goes there. {pool} is a pool found
+# under /mnt (TrueNAS SCALE).
+PLATFORM_DATA_PATHS = {
+    "synology_dsm": "/volume1/nasai",
+    "qnap_qts": "/share/CACHEDEV1_DATA/nasai",
+    "truenas_scale": "/mnt/{pool}/nasai",
+    "unraid": "/mnt/user/appdata/nasai",
+}
+DEFAULT_DATA_PATH = "/container/data"
+# The package manager's tools, each reported as executable, not executable or missing.
+PACKAGE_TOOLS = ("apt-get", "dpkg")
+TOOL_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 
 def os_release(root="/"):
@@ -158,6 +185,51 @@ def detect_docker(module):
     return result
 
 
+def tool_state(name, root="/"):
+    """`executable`, `not executable` (present without the x bit, as on TrueNAS SCALE) or `missing`."""
+    for directory in TOOL_DIRS:
+        path = os.path.join(root, directory.lstrip("/"), name)
+        if os.path.isfile(path):
+            return "executable" if os.access(path, os.X_OK) else "not executable"
+    return "missing"
+
+
+def package_manager(root="/"):
+    """Whether apt can install packages here: apt-get and dpkg both present and executable."""
+    tools = {name: tool_state(name, root) for name in PACKAGE_TOOLS}
+    present = any(state != "missing" for state in tools.values())
+    return {"name": "apt" if present else None,
+            "usable": all(state == "executable" for state in tools.values()), "tools": tools}
+
+
+def python_facts():
+    return {"version": platform.python_version(), "executable": sys.executable,
+            "requests": importlib.util.find_spec("requests") is not None}
+
+
+def pools(mounts_text):
+    """TrueNAS SCALE pools: file systems mounted right under /mnt (not hidden ones such as
+    /mnt/.ix-apps), ZFS first, then by name."""
+    found = {}
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        match = re.match(r"^/mnt/([^/.][^/]*)$", point)
+        if match:
+            found[match.group(1)] = fields[2]
+    return sorted(found, key=lambda name: (found[name] != "zfs", name))
+
+
+def platform_data_path(name, pool_names):
+    """The platform's own place for the stack's data, None when it cannot be told (no pool)."""
+    template = PLATFORM_DATA_PATHS.get(name)
+    if template is None or ("{pool}" in template and not pool_names):
+        return None
+    return template.format(pool=pool_names[0] if pool_names else "")
+
+
 def data_path_facts(path, root="/"):
     path = os.path.normpath(path)
     probed = nearest_existing(path)
@@ -170,17 +242,24 @@ def data_path_facts(path, root="/"):
 
 def main():
     module = AnsibleModule(
-        argument_spec={"data_path": {"type": "path", "default": "/container/data"}},
+        argument_spec={"data_path": {"type": "path"}},
         supports_check_mode=True,
     )
+    found = detect_platform()
+    pool_names = pools(read_text("/proc/mounts") or "") if found["name"] == "truenas_scale" else []
+    default_path = platform_data_path(found["name"], pool_names)
     facts = {
-        "platform": detect_platform(),
+        "platform": found,
         "architecture": platform.machine(),
         "cpu_count": cpu_count(),
         "memory_bytes": memory_bytes(),
         "gpu": detect_gpu(),
         "docker": detect_docker(module),
-        "data_path": data_path_facts(module.params["data_path"]),
+        "data_path": data_path_facts(module.params["data_path"] or default_path or DEFAULT_DATA_PATH),
+        "platform_data_path": default_path,
+        "pools": pool_names,
+        "package_manager": package_manager(),
+        "python": python_facts(),
     }
     module.exit_json(changed=False, ansible_facts={"nasai_nas": facts})
 

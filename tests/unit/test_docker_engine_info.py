@@ -59,3 +59,38 @@ def test_dropins_are_read_by_name(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     assert info.read_dropins(str(tmp_path)) == {"http-proxy.conf": "[Service]\n"}
     assert info.read_dropins(str(tmp_path / "missing")) is None
+
+
+class FakeModule:
+    def __init__(self, rc=0, out="amd64\n"):
+        self.calls = []
+        self.result = (rc, out, "")
+
+    def run_command(self, argv):
+        self.calls.append(argv)
+        return self.result
+
+
+def test_architecture_comes_from_dpkg_when_it_runs():
+    module = FakeModule(out="arm64\n")
+    assert info.deb_architecture(module, "/usr/bin/dpkg") == "arm64"
+
+
+@pytest.mark.parametrize(("machine", "arch"), [("x86_64", "amd64"), ("aarch64", "arm64"), ("mips", "mips")])
+def test_architecture_falls_back_to_the_machine_without_a_runnable_dpkg(monkeypatch, machine, arch):
+    monkeypatch.setattr(info.platform, "machine", lambda: machine)
+    module = FakeModule()
+    assert info.deb_architecture(module, None) == arch
+    assert module.calls == []
+    assert info.deb_architecture(FakeModule(rc=2, out=""), "/usr/bin/dpkg") == arch
+
+
+def test_a_tool_without_its_x_bit_is_not_run(tmp_path, monkeypatch):
+    """TrueNAS SCALE keeps dpkg but removes its x bit: running it failed with rc 13."""
+    dpkg = tmp_path / "dpkg"
+    dpkg.write_text("#!/bin/sh\necho amd64\n")
+    dpkg.chmod(0o644)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert info.executable("dpkg") is None
+    dpkg.chmod(0o755)
+    assert info.executable("dpkg") == str(dpkg)

@@ -76,3 +76,45 @@ def test_data_path_that_does_not_exist_is_measured_on_its_parent(tmp_path):
     facts = nas_facts.data_path_facts(str(tmp_path / "not" / "yet"))
     assert facts["exists"] is False and facts["probed"] == str(tmp_path)
     assert facts["size_available"] > 0
+
+
+def test_package_manager_is_usable_only_when_its_tools_run(tmp_path):
+    assert nas_facts.package_manager(str(tmp_path)) == {
+        "name": None, "usable": False, "tools": {"apt-get": "missing", "dpkg": "missing"}}
+    for name in ("apt-get", "dpkg"):
+        make_tree(tmp_path, {"usr/bin/" + name: "#!/bin/sh\n"})
+        (tmp_path / "usr/bin" / name).chmod(0o755)
+    assert nas_facts.package_manager(str(tmp_path))["usable"] is True
+    # TrueNAS SCALE: the tools are there without their x bit.
+    (tmp_path / "usr/bin/dpkg").chmod(0o644)
+    found = nas_facts.package_manager(str(tmp_path))
+    assert found["usable"] is False and found["name"] == "apt"
+    assert found["tools"]["dpkg"] == "not executable"
+
+
+MNT = ("boot-pool/ROOT/24.10.2 / zfs rw 0 0\n/dev/sdb1 /mnt/backup ext4 rw 0 0\n"
+       "tank /mnt/tank zfs rw 0 0\ntank/ix-apps /mnt/.ix-apps zfs rw 0 0\n"
+       "tank/media /mnt/tank/media zfs rw 0 0\n")
+
+
+def test_scale_pools_are_the_file_systems_right_under_mnt_zfs_first():
+    assert nas_facts.pools(MNT) == ["tank", "backup"]
+    assert nas_facts.pools("overlay / overlay rw 0 0\n") == []
+
+
+@pytest.mark.parametrize(("platform", "pools", "path"), [
+    ("synology_dsm", [], "/volume1/nasai"),
+    ("qnap_qts", [], "/share/CACHEDEV1_DATA/nasai"),
+    ("truenas_scale", ["tank", "backup"], "/mnt/tank/nasai"),
+    ("truenas_scale", [], None),
+    ("unraid", [], "/mnt/user/appdata/nasai"),
+    ("openmediavault", [], None),
+    ("debian", [], None),
+])
+def test_platform_data_path(platform, pools, path):
+    assert nas_facts.platform_data_path(platform, pools) == path
+
+
+def test_python_facts_say_whether_requests_is_there():
+    found = nas_facts.python_facts()
+    assert found["version"].startswith("3.") and isinstance(found["requests"], bool)

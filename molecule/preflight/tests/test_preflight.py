@@ -38,7 +38,7 @@ def test_data_path_and_checks(recorded, host):
     assert recorded["data_path"] == "/srv/nasai/data"
     assert recorded["data_fstype"] == host.check_output("stat -f -c %T /").replace("overlayfs", "overlay")
     assert recorded["checks"] == {"cpu": True, "memory": True, "disk": True, "architecture": True,
-                                  "platform": True, "gpu": False}
+                                  "platform": True, "gpu": False, "engine": True, "data_path": True}
     assert recorded["gpu"] == {"present": False, "nvidia": False, "dri_render_nodes": []}
 
 
