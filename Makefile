@@ -3,19 +3,28 @@ SHELL := /bin/bash
 VENV ?= .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Scenarios to run, all by default: `make molecule SCENARIOS="swap preflight"`.
-SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# (`default` is an empty stub that only answers Molecule's own lookup: see its molecule.yml.)
+SCENARIOS ?= $(filter-out default,$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
 # Debian suites of the simulated NAS images (OMV 7 is bookworm-based, OMV 8 trixie-based).
 export NAS_SUITES ?= bookworm trixie
 
-.PHONY: setup images lint unit molecule build test demo demo-down changelog
+.PHONY: machine setup images lint unit molecule build test demo demo-down changelog
 
-$(VENV)/.installed: requirements.txt
+# Missing Debian packages and a Docker engine (tests/setup-machine.sh, also run by .ci/run). The
+# tests add headless Chromium for the browser test (a target-specific variable: it reaches every
+# prerequisite of `test` and `molecule`).
+MACHINE_OPTS ?=
+test molecule: MACHINE_OPTS = --browser
+machine:
+	tests/setup-machine.sh $(MACHINE_OPTS)
+
+$(VENV)/.installed: requirements.txt | machine
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed
+setup: machine $(VENV)/.installed
 
 images:
 	tests/images/build-all.sh

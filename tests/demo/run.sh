@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: start simulated NAS hosts, run site.yml on them, then run it again to show that a
-# second run changes nothing. The hosts stay up for a look around (`make demo-down` removes them).
+# second run changes nothing; end with the URLs to open from this machine's browser. The hosts stay
+# up for a look around (`make demo-down` removes them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 inventory=inventories/demo/hosts.yml
@@ -24,4 +25,8 @@ for nas in nas-demo-omv nas-demo-trixie; do
   echo "=== $nas: chat completion through https://localhost"
   docker exec "$nas" python3 -c "$ask"
 done
-echo "demo: done. Look around with: docker exec -it nas-demo-omv bash"
+# Each NAS's HTTPS port is published on this machine's loopback; its CA goes to .cache/demo/.
+ansible-playbook -i "$inventory" tests/demo/urls.yml
+echo "=== open from this machine's browser"
+cat .cache/demo/urls.txt
+echo "demo: done. Open the URLs above in this machine's browser; a shell: docker exec -it nas-demo-omv bash"
