@@ -1,8 +1,7 @@
 import sys
 from pathlib import Path
 
-# The modules are plain files: import them by name for their pure helpers. Their shared code is
-# imported as the collection's (collections/ links back to the repository).
+# The collection is importable as ansible_collections.nasai.stack (collections/ links back to the
+# repository), so the tests import the modules and their shared code exactly as Ansible does.
 root = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(root / "plugins" / "modules"))
 sys.path.insert(0, str(root / "collections"))

@@ -2,7 +2,7 @@
 
 import json
 
-import docker_daemon_config as config
+from ansible_collections.nasai.stack.plugins.modules import docker_daemon_config as config
 
 
 def test_settings_override_and_null_removes():

@@ -2,7 +2,7 @@
 
 import pytest
 
-import docker_engine_info as info
+from ansible_collections.nasai.stack.plugins.modules import docker_engine_info as info
 
 
 def test_dpkg_query_keeps_only_installed_packages():

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.nasai.stack.plugins.module_utils import engine
 from ansible_collections.nasai.stack.plugins.filter.stack import container_specs, init_specs
-import stack_containers
+from ansible_collections.nasai.stack.plugins.modules import stack_containers, stack_volume
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -168,7 +168,6 @@ def test_init_specs_once_per_service_with_an_init_step():
 
 
 # --- stack_volume: when a volume may be created, recreated or removed --------------------------
-import stack_volume  # noqa: E402
 
 NFS = {"type": "nfs", "o": "addr=10.0.0.2,vers=4.2,ro", "device": ":/srv/models"}
 

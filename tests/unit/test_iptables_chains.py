@@ -2,7 +2,7 @@
 
 import pytest
 
-import iptables_chains as ipc
+from ansible_collections.nasai.stack.plugins.modules import iptables_chains as ipc
 
 CHAINS = {
     "NASAI_T": ["-d 10.1.2.3/8 -j RETURN", "-p tcp -m tcp --dport 80 -j REDIRECT --to-ports 12345"],

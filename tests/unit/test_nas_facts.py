@@ -2,7 +2,7 @@
 
 import pytest
 
-import nas_facts
+from ansible_collections.nasai.stack.plugins.modules import nas_facts
 
 MARKERS = {
     "synology_dsm": {"etc.defaults/VERSION": 'majorversion="7"\nproductversion="7.2.1"\n'},

@@ -2,7 +2,7 @@
 
 import pytest
 
-import nfs_support
+from ansible_collections.nasai.stack.plugins.modules import nfs_support
 
 RELEASE = "6.1.0-18-amd64"
 

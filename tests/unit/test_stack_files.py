@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.nasai.stack.plugins.filter.stack import config_fingerprints, present_contents, tls_writes
-import stack_files
+from ansible_collections.nasai.stack.plugins.modules import stack_files
 
 
 def test_write_atomic_replaces_content_and_sets_the_mode(tmp_path):

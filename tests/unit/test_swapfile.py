@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-import swapfile
+from ansible_collections.nasai.stack.plugins.modules import swapfile
 
 
 @pytest.mark.parametrize(("text", "expected"), [
