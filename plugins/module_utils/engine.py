@@ -16,7 +16,6 @@ import http.client
 import json
 import re
 import socket
-import time
 from urllib.parse import quote, urlencode
 
 DEFAULT_SOCKET = "/var/run/docker.sock"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 
 def read_text(path, default=None, limit=1 << 20):
@@ -36,3 +37,9 @@ def mount_of(path, mounts_text):
         if inside and len(point) >= len(best[0]):
             best = (point, fields[2])
     return best
+
+
+def parse_os_release(text):
+    """{KEY: value} of an os-release(5) file's text (quotes removed)."""
+    pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text or "")
+    return {key: value for key, _quote, value in pairs}

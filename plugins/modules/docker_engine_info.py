@@ -127,11 +127,11 @@ import json
 import os
 import platform
 import pwd
-import re
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
+from ansible_collections.nasai.stack.plugins.module_utils.host import (
+    mount_of, nearest_existing, parse_os_release, read_text)
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 # platform.machine() to Debian architecture names, for hosts whose dpkg is missing or not
@@ -155,11 +155,6 @@ def deb_architecture(module, dpkg):
     machine = platform.machine()
     return DEB_ARCHITECTURES.get(machine, machine or None)
 SERVICE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath")
-
-
-def parse_os_release(text):
-    pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text or "")
-    return {key: value for key, _quote, value in pairs}
 
 
 def parse_dpkg_query(text):
@@ -239,9 +234,14 @@ def read_config(path):
     return {"exists": True, "valid": True, "settings": settings, "error": None}
 
 
+def not_answering(error):
+    """The server facts of an engine that does not answer, and why."""
+    return {"answering": False, "version": None, "data_root": None, "storage_driver": None,
+            "logging_driver": None, "live_restore": None, "error": error}
+
+
 def query_server(module, docker):
-    result = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
-              "logging_driver": None, "live_restore": None, "error": None}
+    result = not_answering(None)
     if not docker:
         result["error"] = "no docker CLI"
         return result
@@ -308,15 +308,12 @@ def main():
 
     # Querying a stopped engine through its socket unit would start it: only ask a running one.
     if unit_exists and service.get("ActiveState") != "active":
-        server = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
-                  "logging_driver": None, "live_restore": None,
-                  "error": "%s.service is %s (%s)" % (params["service"], service.get("ActiveState"),
-                                                      service.get("SubState"))}
+        server = not_answering("%s.service is %s (%s)" % (params["service"], service.get("ActiveState"),
+                                                          service.get("SubState")))
     elif dockerd or docker:
         server = query_server(module, docker)
     else:
-        server = {"answering": False, "version": None, "data_root": None, "storage_driver": None,
-                  "logging_driver": None, "live_restore": None, "error": "no Docker engine installed"}
+        server = not_answering("no Docker engine installed")
 
     config = read_config(params["config_path"])
     current = server["data_root"] or config["settings"].get("data-root") or DEFAULT_DATA_ROOT

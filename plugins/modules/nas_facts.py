@@ -74,7 +74,8 @@ import shutil
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, nearest_existing, read_text
+from ansible_collections.nasai.stack.plugins.module_utils.host import (
+    mount_of, nearest_existing, parse_os_release, read_text)
 
 # Marker files of the NAS platforms, checked in this order. `appliance` platforms manage their
 # own packages and Docker engine: the stack adopts what is there instead of installing.
@@ -111,9 +112,7 @@ TOOL_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/l
 
 
 def os_release(root="/"):
-    text = read_text(os.path.join(root, "etc/os-release")) or ""
-    pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text)
-    return {key: value for key, _quote, value in pairs}
+    return parse_os_release(read_text(os.path.join(root, "etc/os-release")))
 
 
 def detect_platform(root="/"):
