@@ -108,8 +108,8 @@ def level(url, clients, seconds):
     sampler.join()
     after = restarts()
     ok = [t for s, t in rows if s == 200]
-    shed = [s for s, _ in rows if s in (429, 503)]
-    other = [s for s, _ in rows if s not in (200, 429, 503)]
+    shed = [s for s, _t in rows if s in (429, 503)]
+    other = [s for s, _t in rows if s not in (200, 429, 503)]
     queued = "-"
     if url == PROXY:
         queued = 0
@@ -127,7 +127,7 @@ def level(url, clients, seconds):
 
 
 def wait_healthy():
-    for _ in range(120):
+    for _poll in range(120):
         if all(inspect(n)["State"].get("Health", {}).get("Status") == "healthy" for n in AI):
             return
         time.sleep(1)
@@ -153,7 +153,7 @@ def first_token(conn):
 
 times = {"direct": [], "proxy": []}
 # Interleaved, so that both see the same machine.
-for _ in range(int(sys.argv[1])):
+for _run in range(int(sys.argv[1])):
     times["direct"].append(first_token(http.client.HTTPConnection("127.0.0.1", 8081)))
     times["proxy"].append(first_token(http.client.HTTPSConnection("localhost", 443, context=ctx)))
 print(json.dumps(times))
@@ -197,8 +197,8 @@ def main():
     wait_healthy()
     rates = {}
     for url in (DIRECT, PROXY):
-        rows, wall, _, _ = h2load(url, 4, 4000, 30, path="/health", post=False)
-        rates[url] = sum(1 for s, _ in rows if s == 200) / wall
+        rows, wall, _queued, _cut = h2load(url, 4, 4000, 30, path="/health", post=False)
+        rates[url] = sum(1 for s, _t in rows if s == 200) / wall
     print(f"GET /health at 4 clients: direct {rates[DIRECT]:.0f}/s, proxy {rates[PROXY]:.0f}/s, "
           f"ratio {rates[PROXY] / rates[DIRECT]:.2f} (target >= 0.5)", flush=True)
     direct, proxy = ttft()

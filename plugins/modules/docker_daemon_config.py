@@ -20,6 +20,21 @@ description:
   - A current file that is not valid JSON is never overwritten; the task fails and says so.
   - The previous file is kept as a timestamped backup when O(backup=true).
   - Restarting the engine is left to the caller (a handler).
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The new content is still validated in check mode, from a temporary file beside O(path)
+        that is removed again.
+  diff_mode:
+    support: partial
+    details:
+      - The diff shows the file's text; a change of O(mode) alone comes without one.
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: full
+  platform:
+    platforms: posix
 options:
   path:
     description: Path of daemon.json.
@@ -45,7 +60,9 @@ options:
     type: str
     default: "0644"
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

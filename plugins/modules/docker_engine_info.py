@@ -19,6 +19,20 @@ description:
     C(docker) group.
   - The engine is only queried when its service is active (or there is no such unit), so a
     stopped engine is not started by socket activation.
+attributes:
+  check_mode:
+    support: full
+    details:
+      - It only reads, so check mode runs it as usual.
+  diff_mode:
+    support: N/A
+    details:
+      - It changes nothing.
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: full
+  platform:
+    platforms: posix
 options:
   packages:
     description: Package names whose installed version is reported (dpkg hosts only).
@@ -49,7 +63,9 @@ options:
     description: Directory of the unit's drop-ins, whose C(.conf) files are returned.
     type: path
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""
@@ -154,6 +170,8 @@ def deb_architecture(module, dpkg):
             return out.strip()
     machine = platform.machine()
     return DEB_ARCHITECTURES.get(machine, machine or None)
+
+
 SERVICE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath")
 
 

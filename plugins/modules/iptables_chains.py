@@ -11,8 +11,8 @@ module: iptables_chains
 short_description: Keep chains of one iptables table, and the jumps to them, exactly as listed
 version_added: 0.1.0
 description:
-  - Makes each listed chain of I(table) hold exactly the listed rules, in order, and makes the
-    built-in chains jump to them exactly as listed in I(jumps); missing jumps are inserted first
+  - Makes each listed chain of O(table) hold exactly the listed rules, in order, and makes the
+    built-in chains jump to them exactly as listed in O(jumps); missing jumps are inserted first
     in their chain, duplicate or unlisted jumps to the owned chains are deleted.
   - Every change is applied in one C(iptables-restore --noflush) transaction, so nothing else in
     the table is flushed and no half-applied state is left behind.
@@ -21,6 +21,21 @@ description:
     write the rest as C(iptables -S) prints it (for example C(-p tcp -m tcp --dport 80)), or
     every run reports a change (the module warns when that happens).
   - IPv4 only (C(iptables)).
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode the after side of the diff is the C(iptables-restore) input that would be applied.
+  diff_mode:
+    support: full
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: partial
+    details:
+      - Only for rules written as C(iptables -S) prints them (see above); a rule written otherwise
+        is applied again, and reported as a change, on every run, with a warning.
+  platform:
+    platforms: posix
 options:
   table:
     description: The table the chains live in.
@@ -57,7 +72,9 @@ options:
     choices: [present, absent]
     default: present
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

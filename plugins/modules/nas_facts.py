@@ -22,6 +22,22 @@ description:
     C(requests), and the platform's own data path (DSM C(/volume1/nasai), QTS
     C(/share/CACHEDEV1_DATA/nasai), SCALE C(/mnt/<pool>/nasai) with the pool found under
     C(/mnt), Unraid C(/mnt/user/appdata/nasai)).
+attributes:
+  check_mode:
+    support: full
+    details:
+      - It only reads, so check mode runs it as usual.
+  diff_mode:
+    support: N/A
+    details:
+      - It changes nothing.
+  facts:
+    support: full
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: full
+  platform:
+    platforms: posix
 options:
   data_path:
     description:
@@ -31,7 +47,10 @@ options:
         C(/container/data) on a platform without one.
     type: path
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 """
 
 EXAMPLES = r"""

@@ -18,9 +18,25 @@ description:
     loaded) or when the kernel's module tree (C(/lib/modules/<release>)) holds its module,
     which the kernel loads on first use.
   - SELinux is reported from C(/sys/fs/selinux), systemd from C(/run/systemd/system).
+attributes:
+  check_mode:
+    support: full
+    details:
+      - It only reads, so check mode runs it as usual.
+  diff_mode:
+    support: N/A
+    details:
+      - It changes nothing.
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: full
+  platform:
+    platforms: posix
 options: {}
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

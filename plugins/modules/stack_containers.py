@@ -27,10 +27,20 @@ description:
 attributes:
   check_mode:
     support: full
+    details:
+      - A missing image or required volume fails the task only outside check mode.
   diff_mode:
     support: full
+    details:
+      - The diff names the fields of a container that changed, never their values.
   idempotent:
-    support: full
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: partial
+    details:
+      - A one-shot container of O(oneshots) runs again, and reports a change, on every run unless it
+        names a C(creates) path that it makes.
+  platform:
+    platforms: posix
 options:
   containers:
     description:
@@ -83,7 +93,9 @@ options:
     type: path
     default: /var/run/docker.sock
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

@@ -27,8 +27,13 @@ attributes:
     support: full
   diff_mode:
     support: full
+    details:
+      - For O(secrets) the diff gives the size of the content, never the content.
   idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   directories:
     description: Directories, each C(path) with optional C(owner), C(group) (names or numbers) and C(mode) (octal string).
@@ -76,7 +81,9 @@ options:
     elements: path
     default: []
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""
@@ -192,7 +199,9 @@ def main():
         argument_spec={
             "directories": {"type": "list", "elements": "dict", "default": []},
             "files": {"type": "list", "elements": "dict", "default": [], "options": _file_options(False)},
-            "secrets": {"type": "list", "elements": "dict", "default": [], "options": _file_options(True)},
+            # Not secret itself (paths and modes show in results); each entry's content is no_log.
+            "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": False,
+                        "options": _file_options(True)},
             "read": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,

@@ -23,7 +23,10 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   names:
     description: Image references (C(repository:tag)); C(docker.io/library/) prefixes may be left out.
@@ -44,7 +47,9 @@ options:
     type: path
     default: /var/run/docker.sock
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""
@@ -66,8 +71,8 @@ missing:
   type: list
   elements: str
 loaded:
-  description: Image names the archives brought.
-  returned: when archives were loaded
+  description: Image names the archives brought (empty when none were loaded).
+  returned: always
   type: list
   elements: str
 pulled:

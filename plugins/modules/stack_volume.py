@@ -25,7 +25,10 @@ attributes:
   diff_mode:
     support: full
   idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Volume name.
@@ -68,7 +71,9 @@ options:
     type: path
     default: /var/run/docker.sock
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

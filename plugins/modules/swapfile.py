@@ -19,6 +19,16 @@ description:
   - Refuses to create or grow the file when less than O(min_free) would be left free.
   - Never overwrites or deletes a file that has no swap signature unless O(replace_foreign=true).
   - Persistence across reboots (fstab) and swappiness are left to other modules.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    description: Run a second time with the same options on an unchanged host, it reports no change.
+    support: full
+  platform:
+    platforms: posix
 options:
   path:
     description: Absolute path of the swap file.
@@ -50,7 +60,9 @@ options:
     type: bool
     default: false
 author:
-  - nasai.stack contributors
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 """
 
 EXAMPLES = r"""

@@ -194,6 +194,6 @@ def test_a_volume_in_use_is_never_recreated_or_removed():
     ours = {"Driver": "local", "Options": NFS}
     why = stack_volume.refusal("m", ours, "recreated", ["model-user"], ["nfs"], True, dict(NFS, o="vers=4.1"))
     assert "used by model-user" in why and "recreate it with the NFS options" in why and "vers=4.1" in why
-    assert "remove it (my_volume_state: absent)" in stack_volume.refusal("m", ours, "removed", ["a"], ["nfs"], False,
-                                                                          NFS, "my_volume_")
+    removal = stack_volume.refusal("m", ours, "removed", ["a"], ["nfs"], False, NFS, "my_volume_")
+    assert "remove it (my_volume_state: absent)" in removal
     assert stack_volume.refusal("m", ours, "recreated", [], ["nfs"], False, NFS) is None

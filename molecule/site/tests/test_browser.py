@@ -64,7 +64,7 @@ def browse(chromium, nas_name, address, tmp_path, url, *action):
            "--no-first-run", "--ignore-certificate-errors", f"--user-data-dir={tmp_path / 'profile'}",
            f"--host-resolver-rules=MAP {nas_name} {address}", f"--window-size={WINDOW}",
            *action, url]
-    for _ in range(3):
+    for _attempt in range(3):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if "ERR_NETWORK_CHANGED" not in proc.stderr:
             break
@@ -91,7 +91,7 @@ def png_colours(path):
         elif kind == b"IDAT":
             idat += chunk
         pos += 12 + length
-    width, height, depth, colour_type, _, _, interlace = header
+    width, height, depth, colour_type, _compression, _filter, interlace = header
     assert depth == 8 and colour_type in (2, 6) and not interlace, header
     bpp = 3 if colour_type == 2 else 4
     raw, stride = zlib.decompress(idat), width * bpp
@@ -133,7 +133,7 @@ def test_proxy_certificate_verifies_against_the_local_ca(nas_name, nas_address, 
     ctx = ssl.create_default_context(cafile=str(local_ca))
     with socket.create_connection((nas_address, 443), timeout=10) as sock:
         with ctx.wrap_socket(sock, server_hostname=nas_name) as tls:
-            names = [value for _, value in tls.getpeercert()["subjectAltName"]]
+            names = [value for _kind, value in tls.getpeercert()["subjectAltName"]]
     assert nas_name in names and "localhost" in names and "127.0.0.1" in names
 
 
