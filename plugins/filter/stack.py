@@ -1,10 +1,13 @@
 # Copyright: nasai.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters that turn the services model into what nasai.stack.stack_containers runs."""
+"""Filters that turn the services model into what the collection's modules take: containers and
+first-start steps for nasai.stack.stack_containers, files for nasai.stack.stack_files."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
 
 # Fields of an instance that stack_containers takes as they are.
 _PASSED = ("name", "image", "command", "entrypoint", "env", "volumes", "healthcheck", "restart_policy",
@@ -12,8 +15,11 @@ _PASSED = ("name", "image", "command", "entrypoint", "env", "volumes", "healthch
            "user", "tmpfs", "security_opts", "cap_drop", "cap_add", "log_driver", "log_options")
 
 
-def container_specs(instances, network_mode, network_name, fingerprints=None):
-    """stack_containers' description of each instance."""
+def container_specs(instances: Sequence[Mapping[str, Any]], network_mode: str, network_name: str,
+                    fingerprints: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+    """stack_containers' description of each instance (service_instances): its fields, the network
+    (the bridge `network_name` in bridge mode, the host's otherwise), published ports in bridge mode
+    only, and the label nasai.stack.config holding its service's configuration fingerprint."""
     fingerprints = fingerprints or {}
     specs = []
     for item in instances:
@@ -29,7 +35,8 @@ def container_specs(instances, network_mode, network_name, fingerprints=None):
     return specs
 
 
-def init_specs(instances, definitions, project_dir):
+def init_specs(instances: Sequence[Mapping[str, Any]], definitions: Mapping[str, Mapping[str, Any]],
+               project_dir: str) -> list[dict[str, Any]]:
     """One-shot first-start containers: one per service with an `init` step, run with the
     volumes of its first instance and no network, while data/<service>/<init.creates> is missing."""
     specs = []
@@ -55,12 +62,12 @@ def init_specs(instances, definitions, project_dir):
     return specs
 
 
-def present_contents(paths, contents):
+def present_contents(paths: Mapping[str, str], contents: Mapping[str, Optional[str]]) -> dict[str, str]:
     """{key: text} of the files of `paths` ({key: path}) that `contents` ({path: text or None}) holds."""
     return {key: contents[path] for key, path in paths.items() if contents.get(path) is not None}
 
 
-def config_fingerprints(checksums, config_dir, names):
+def config_fingerprints(checksums: Mapping[str, str], config_dir: str, names: Iterable[str]) -> dict[str, str]:
     """{service: SHA-1 over the checksums of the files under config_dir/<service>/, by path}."""
     out = {}
     for name in names:
@@ -70,7 +77,7 @@ def config_fingerprints(checksums, config_dir, names):
     return out
 
 
-def tls_writes(content, paths):
+def tls_writes(content: Mapping[str, str], paths: Mapping[str, str]) -> list[dict[str, Any]]:
     """stack_files entries of the TLS material ({key: PEM}) at `paths` ({key: path}): private keys
     0600 and secret, certificates 0644, all owned by root."""
     out = []
@@ -82,8 +89,8 @@ def tls_writes(content, paths):
 
 
 class FilterModule:
-    """nasai.stack's filters."""
+    """nasai.stack's filters for the collection's modules."""
 
-    def filters(self):
+    def filters(self) -> dict[str, Any]:
         return {"container_specs": container_specs, "init_specs": init_specs, "present_contents": present_contents,
                 "config_fingerprints": config_fingerprints, "tls_writes": tls_writes}

@@ -197,3 +197,9 @@ def test_a_volume_in_use_is_never_recreated_or_removed():
     removal = stack_volume.refusal("m", ours, "removed", ["a"], ["nfs"], False, NFS, "my_volume_")
     assert "remove it (my_volume_state: absent)" in removal
     assert stack_volume.refusal("m", ours, "recreated", [], ["nfs"], False, NFS) is None
+
+
+def test_without_a_log_driver_the_engine_default_applies():
+    body = engine.create_body({"name": "x", "image": "i"})
+    assert "LogConfig" not in body["HostConfig"]
+    assert body["HostConfig"]["NetworkMode"] == "bridge" and "Memory" not in body["HostConfig"]

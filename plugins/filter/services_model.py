@@ -1,0 +1,264 @@
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn the services role's definitions into what it deploys.
+
+`definitions` is always the role's services__definitions ({service name: fields}, the README's
+"Fields of a service"); `names` the enabled services in deployment order (enabled_services).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from ansible_collections.nasai.stack.plugins.filter.services_sizing import as_bool, as_int
+
+# Fields a service definition may have (anything else is a typo and fails validation).
+SERVICE_FIELDS = (
+    "enabled", "image", "port", "protocol", "replicas", "command", "entrypoint", "env", "ports", "volumes",
+    "networks", "healthcheck", "restart_policy", "labels", "memory", "memory_swap", "memory_reservation", "cpus",
+    "cpuset_cpus", "pids_limit", "read_only", "user", "tmpfs", "security_opts", "cap_drop", "cap_add",
+    "no_new_privileges", "configs", "config_mount", "data", "data_dirs", "tls", "init", "log", "proxy_path", "order",
+)
+# Order of a service that neither its `order` field nor the role's order table places.
+DEFAULT_ORDER = 50
+# The service that collects the others' logs (its own never go to itself).
+COLLECTOR = "logs"
+PORT_PLACEHOLDER = "{port}"
+_NUMERIC_ID = re.compile(r"^[0-9]+$")
+
+
+def enabled_services(definitions: Mapping[str, Mapping[str, Any]],
+                     order: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """Names of the enabled services (`enabled` missing or true), in deployment order: each
+    service's `order` field, else its entry in `order` ({name: number}), else DEFAULT_ORDER; ties
+    by name."""
+    order = order or {}
+    keyed = []
+    for name, service in definitions.items():
+        if as_bool(service.get("enabled", True)):
+            keyed.append((as_int(service.get("order", order.get(name, DEFAULT_ORDER))), name))
+    return [name for _key, name in sorted(keyed)]
+
+
+def _with_port(value: Any, port: str) -> str:
+    """`value` as text with every `{port}` replaced by `port`."""
+    return str(value).replace(PORT_PLACEHOLDER, port)
+
+
+def _healthcheck(check: Any, port: str) -> Any:
+    """The healthcheck with `{port}` in its test (a string or a list) replaced."""
+    if not check:
+        return check
+    test = check.get("test")
+    out = {key: check[key] for key in check}
+    if isinstance(test, str):
+        out["test"] = _with_port(test, port)
+    elif test is not None:
+        out["test"] = [_with_port(part, port) for part in test]
+    return out
+
+
+def _mounts(name: str, service: Mapping[str, Any], project_dir: str) -> list[str]:
+    """Bind mounts the role gives a service: config/<name> read-only (when it has configs or a
+    certificate) and data/<name> (when it has a data path)."""
+    mounts = []
+    if service.get("configs") or service.get("tls"):
+        mounts.append("%s/config/%s:%s:ro" % (project_dir, name, service.get("config_mount", "/etc/nasai")))
+    if service.get("data"):
+        mounts.append("%s/data/%s:%s" % (project_dir, name, service["data"]))
+    return mounts
+
+
+def _log_settings(container: str, to_collector: bool, syslog_port: Any) -> tuple[str, dict[str, str]]:
+    """Docker log driver and options: the collector's syslog (UDP on 127.0.0.1), or rotated local files."""
+    if to_collector:
+        return "syslog", {"syslog-address": "udp://127.0.0.1:%s" % syslog_port, "tag": container,
+                          "syslog-format": "rfc5424"}
+    return "json-file", {"max-size": "10m", "max-file": "3"}
+
+
+def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str], project_dir: str,
+                      network_mode: str = "host", network_name: str = "nasai",
+                      syslog_port: Any = None) -> list[dict[str, Any]]:
+    """One entry per container to run (replicas expanded) with every container field resolved.
+
+    A service with several replicas gives nasai-<name>-1, -2, ...; one replica gives nasai-<name>.
+    In host mode replica N listens on port + N - 1 (they share one network stack), in bridge mode
+    every replica on `port`, and only bridge mode publishes `ports`. `{port}` in command, env and
+    healthcheck.test becomes the replica's port. With `syslog_port` set, every service but the
+    collector itself (and those with `log: false`) logs to the collector.
+    """
+    out = []
+    for name in names:
+        service = definitions[name]
+        count = as_int(service.get("replicas", 1))
+        for replica in range(1, count + 1):
+            port = str(as_int(service.get("port")) + (replica - 1 if network_mode == "host" else 0))
+            container = "nasai-%s%s" % (name, "-%d" % replica if count > 1 else "")
+            command = service.get("command")
+            to_collector = syslog_port is not None and as_bool(service.get("log", True)) and name != COLLECTOR
+            log_driver, log_options = _log_settings(container, to_collector, syslog_port)
+            labels = dict(service.get("labels") or {})
+            labels.update({"nasai.stack.service": name, "nasai.stack.replica": str(replica)})
+            out.append({
+                "service": name,
+                "replica": replica,
+                "name": container,
+                "port": int(port),
+                "image": service.get("image"),
+                "command": [_with_port(part, port) for part in command] if command is not None else None,
+                "entrypoint": service.get("entrypoint"),
+                "env": {key: _with_port(value, port) for key, value in (service.get("env") or {}).items()},
+                "ports": [str(p) for p in service.get("ports") or []] if network_mode == "bridge" else [],
+                "volumes": _mounts(name, service, project_dir) + list(service.get("volumes") or []),
+                "networks": service.get("networks", [network_name]),
+                "healthcheck": _healthcheck(service.get("healthcheck"), port),
+                "restart_policy": service.get("restart_policy", "unless-stopped"),
+                "labels": labels,
+                "memory": service.get("memory"),
+                "memory_swap": service.get("memory_swap"),
+                "memory_reservation": service.get("memory_reservation"),
+                "cpus": service.get("cpus"),
+                "cpuset_cpus": service.get("cpuset_cpus"),
+                "pids_limit": service.get("pids_limit"),
+                "read_only": as_bool(service.get("read_only", False)),
+                "user": service.get("user"),
+                "tmpfs": service.get("tmpfs", []),
+                "security_opts": (["no-new-privileges:true"] if as_bool(service.get("no_new_privileges", True))
+                                  else []) + list(service.get("security_opts") or []),
+                "cap_drop": service.get("cap_drop", []),
+                "cap_add": service.get("cap_add", []),
+                "log_driver": log_driver,
+                "log_options": log_options,
+            })
+    return out
+
+
+def proxy_upstreams(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str],
+                    instances: Sequence[Mapping[str, Any]], peer_host: str = "") -> list[dict[str, Any]]:
+    """The reverse proxy's upstreams: each enabled service with a `proxy_path` and the
+    `host:port` of its replicas (`peer_host`, or the container's name when empty), longest path
+    first (the proxy matches them in this order)."""
+    out = []
+    for name in names:
+        if "proxy_path" not in definitions[name]:
+            continue
+        servers = ["%s:%s" % (peer_host or item["name"], item["port"]) for item in instances if item["service"] == name]
+        out.append({"name": name, "path": definitions[name]["proxy_path"], "servers": servers})
+    return sorted(out, key=lambda upstream: _fold(upstream["path"]), reverse=True)
+
+
+def _fold(value: Any) -> Any:
+    """Sort key of Jinja's case-insensitive `sort`: strings lower-cased, anything else as it is."""
+    return value.lower() if isinstance(value, str) else value
+
+
+def _host_port(spec: Any) -> str:
+    """"port/proto" that a Docker short port spec (`[ip:]host:container[/proto]` or `port`) takes on the host."""
+    fields = str(spec).split("/")
+    parts = fields[0].split(":")
+    return "%s/%s" % (parts[-2] if len(parts) > 1 else parts[0], fields[1] if len(fields) > 1 else "tcp")
+
+
+def host_ports(instances: Sequence[Mapping[str, Any]], definitions: Mapping[str, Mapping[str, Any]],
+               network_mode: str = "host") -> list[dict[str, str]]:
+    """Ports each container takes in the NAS's own network stack, as {container, port: "port/proto"}:
+    in host mode what it listens on (`port`/`protocol`) and publishes, in bridge mode what it publishes."""
+    out = []
+    for item in instances:
+        service = definitions[item["service"]]
+        taken = [_host_port(spec) for spec in service.get("ports") or []]
+        own = "%s/%s" % (item["port"], service.get("protocol", "tcp"))
+        if network_mode == "host" and own not in taken:
+            taken.append(own)
+        out.extend({"container": item["name"], "port": port} for port in taken)
+    return out
+
+
+def _user_ids(service: Mapping[str, Any], default: str) -> list[str]:
+    """The parts of a service's `user` ("uid:gid", "uid" or a name), `default` when it has none."""
+    user = service.get("user")
+    return str(default if user is None else user).split(":")
+
+
+def config_files(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
+    """The configuration files to render, one per (service, `configs` entry): template, dest, secret,
+    and the group of the user the service runs as (which may read a secret one)."""
+    out = []
+    for name in names:
+        for config in definitions[name].get("configs") or []:
+            out.append({"service": name, "template": config.get("template"), "dest": config.get("dest"),
+                        "secret": as_bool(config.get("secret", False)),
+                        "group": _user_ids(definitions[name], "0")[-1]})
+    return out
+
+
+def data_dirs(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str],
+              project_dir: str) -> list[dict[str, str]]:
+    """Data directories to create: data/<service> of each service with `data`, and its `data_dirs`,
+    owned by the service's numeric uid:gid (root, or the uid, where they are not numeric)."""
+    out = []
+    for name in names:
+        service = definitions[name]
+        if not service.get("data"):
+            continue
+        ids = _user_ids(service, "0:0")
+        uid = ids[0] if _NUMERIC_ID.match(ids[0]) else "0"
+        gid = ids[-1] if _NUMERIC_ID.match(ids[-1]) else uid
+        for sub in [""] + list(service.get("data_dirs") or []):
+            path = "%s/data/%s/%s" % (project_dir, name, sub)
+            out.append({"path": path[:-1] if path.endswith("/") else path, "owner": uid, "group": gid})
+    return out
+
+
+def project_directories(files: Sequence[Mapping[str, Any]], project_dir: str,
+                        data: Sequence[Mapping[str, Any]] = (), tls: bool = False) -> list[dict[str, str]]:
+    """Every directory of the project for stack_files: its own (config/, data/, the private
+    secrets/ and tls/), config/<service> of each service with configuration files `files`
+    (config_files) and, with `tls`, the proxy's certificate directory, all root's; then the data
+    directories `data` (data_dirs) with their owners, 0750."""
+    out = [{"path": project_dir, "mode": "0755"},
+           {"path": project_dir + "/config", "mode": "0755"},
+           {"path": project_dir + "/data", "mode": "0755"},
+           {"path": project_dir + "/secrets", "mode": "0700"},
+           {"path": project_dir + "/tls", "mode": "0700"}]
+    config = [item["service"] for item in files] + (["proxy", "proxy/tls"] if as_bool(tls) else [])
+    for sub in dict.fromkeys(config):
+        out.append({"path": "%s/config/%s" % (project_dir, sub), "mode": "0755", "owner": "root", "group": "root"})
+    out.extend(dict(item, mode="0750") for item in data)
+    return out
+
+
+def config_writes(files: Sequence[Mapping[str, Any]], project_dir: str,
+                  contents: Sequence[str]) -> list[dict[str, Any]]:
+    """stack_files entries of the rendered configuration: `files` (config_files) with their
+    `contents` (the rendered templates, in the same order), at config/<service>/<dest>, owned by
+    root; a secret one (a password inside) 0640 readable by the service's group, others 0644."""
+    if len(files) != len(contents):
+        raise ValueError("config_writes needs one content per file: %d files, %d contents"
+                         % (len(files), len(contents)))
+    out = []
+    for item, content in zip(files, contents):
+        secret = bool(item["secret"])
+        out.append({"path": "%s/config/%s/%s" % (project_dir, item["service"], item["dest"]), "content": content,
+                    "owner": "root", "group": item["group"] if secret else "root",
+                    "mode": "0640" if secret else "0644", "secret": secret})
+    return out
+
+
+class FilterModule:
+    """nasai.stack's filters of the services model."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "enabled_services": enabled_services,
+            "service_instances": service_instances,
+            "proxy_upstreams": proxy_upstreams,
+            "host_ports": host_ports,
+            "config_files": config_files,
+            "data_dirs": data_dirs,
+            "project_directories": project_directories,
+            "config_writes": config_writes,
+        }
