@@ -308,9 +308,11 @@ def create_body(spec):
         "SecurityOpt": list(spec.get("security_opts") or []),
         "CapDrop": list(spec.get("cap_drop") or []),
         "CapAdd": list(spec.get("cap_add") or []),
-        "LogConfig": {"Type": spec.get("log_driver") or "json-file",
-                      "Config": {k: str(v) for k, v in (spec.get("log_options") or {}).items()}},
     }
+    # Without a log driver the engine's own default (daemon.json: driver and rotation) applies.
+    if spec.get("log_driver"):
+        host["LogConfig"] = {"Type": spec["log_driver"],
+                             "Config": {k: str(v) for k, v in (spec.get("log_options") or {}).items()}}
     for key, api in (("memory", "Memory"), ("memory_swap", "MemorySwap"), ("memory_reservation", "MemoryReservation")):
         if spec.get(key) is not None:
             host[api] = size_bytes(spec[key])

@@ -1,9 +1,19 @@
-"""site.yml on two simulated NAS: every role's result is there, on each platform."""
+"""site.yml on two simulated NAS: every role's result is there, on each platform; the stack's
+containers reach the outside through the proxy role's environment; a NAS with a bad input stops
+before any change while the other goes on; each run ends with one summary per NAS."""
 
 import json
 import shlex
+import time
+import uuid
+
+import pytest
+import testinfra
 
 PLATFORM = {"nas-site-omv": "openmediavault", "nas-site-trixie": "debian"}
+OMV, TRIXIE = "nas-site-omv", "nas-site-trixie"
+PROXY_URL = "http://nas-site-tinyproxy:8888"
+PROJECT = "/srv/dev-disk-by-label-data/container/services"
 
 
 def test_preflight_recorded_the_platform(host, nas_name):
@@ -47,3 +57,136 @@ def test_stack_serves_chat_over_tls(host):
     )
     answer = json.loads(host.check_output(f"python3 -c {shlex.quote(request)}"))
     assert answer["usage"]["completion_tokens"] == 4
+
+
+# --- the proxy role's environment reaches the stack's containers ---------------------------------
+
+@pytest.fixture(scope="module")
+def omv():
+    return testinfra.get_host(f"docker://{OMV}")
+
+
+@pytest.fixture(scope="module")
+def trixie():
+    return testinfra.get_host(f"docker://{TRIXIE}")
+
+
+def container_env(host, name):
+    env = json.loads(host.check_output(f"docker inspect -f '{{{{json .Config.Env}}}}' {name}"))
+    return dict(item.split("=", 1) for item in env)
+
+
+def web_clients(marker):
+    """Client addresses of the HTTP target's requests whose path holds marker (waits for the journal)."""
+    web = testinfra.get_host("docker://nas-site-web")
+    for _ in range(20):
+        lines = web.check_output("journalctl -u httptarget@80 -o cat --no-pager").splitlines()
+        clients = [line.split()[0] for line in lines if marker in line]
+        if clients:
+            return clients
+        time.sleep(0.2)
+    return []
+
+
+def test_stack_containers_reach_the_outside_through_the_proxy(omv):
+    proxy = testinfra.get_host("docker://nas-site-tinyproxy")
+    proxy_ip = omv.check_output("getent ahostsv4 nas-site-tinyproxy").split()[0]
+    # Each request names only the target: the container's own HTTP_PROXY/http_proxy send it on.
+    requests = {
+        "nasai-ai": "curl -sS --max-time 10 http://nas-site-web/?{marker}",
+        "nasai-files": "python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                       "'http://nas-site-web/?{marker}', timeout=10).read().decode())\"",
+    }
+    for name, request in requests.items():
+        env = container_env(omv, name)
+        assert env["HTTP_PROXY"] == env["http_proxy"] == PROXY_URL, name
+        assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1,::1", name
+        marker = f"{name}={uuid.uuid4().hex}"
+        out = omv.check_output(f"docker exec {name} " + request.format(marker=marker))
+        assert "nasai proxy target" in out, name
+        assert f"GET http://nas-site-web/?{marker}" in proxy.file("/var/log/tinyproxy/tinyproxy.log").content_string
+        assert web_clients(marker) == [proxy_ip], name
+    # The log collector and the TLS proxy talk to this NAS only: they get nothing.
+    for name in ("nasai-logs", "nasai-proxy"):
+        assert "HTTP_PROXY" not in container_env(omv, name), name
+
+
+def test_the_engine_gets_the_proxy_from_the_proxy_role_and_keeps_it(omv):
+    # The proxy role writes the engine's drop-in; the docker role (run before it) leaves it alone,
+    # so the rerun (Molecule's idempotence step) neither removes nor restarts anything.
+    environment = omv.check_output("systemctl show docker -p Environment")
+    assert "HTTP_PROXY=http://nas-site-tinyproxy:8888" in environment, environment
+    assert omv.file("/etc/systemd/system/docker.service.d/http-proxy.conf").mode == 0o600
+
+
+def test_without_the_proxy_role_the_containers_get_no_proxy(trixie):
+    for name in ("nasai-ai", "nasai-files"):
+        env = container_env(trixie, name)
+        assert not {"HTTP_PROXY", "http_proxy", "PROXY_URL"} & set(env), name
+
+
+# --- fleet: validation first, one broken NAS, the summary ----------------------------------------
+
+def snapshot(host):
+    """What a run would change first on this NAS: the swap file, the engine's settings, the
+    preflight record, the project's files and the containers (their ids and start times)."""
+    return host.check_output(
+        "stat -c '%n %s %Y' /srv/swap/swapfile /etc/docker/daemon.json /etc/ansible/facts.d/nasai_preflight.fact; "
+        f"find {PROJECT}/config {PROJECT}/tls {PROJECT}/secrets -printf '%p %s %T@\\n' | sort; "
+        "docker ps -aq --no-trunc | sort | xargs docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}'")
+
+
+def summary(output, name):
+    """The summary the last play printed for one NAS (the lines of its msg), or None."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(f"ok: [{name}]") and "msg:" in lines[i + 1]
+              and "platform:" in lines[i + 2]]
+    if not starts:
+        return None
+    body = []
+    for line in lines[starts[-1] + 2:]:
+        if not line.startswith("    "):
+            break
+        body.append(line.strip())
+    return " ".join(body)
+
+
+def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(converge, trixie, tmp_path):
+    before = snapshot(trixie)
+    # Swap would be resized first (the swap role runs before services): a late check would show it.
+    extra = tmp_path / "broken.yml"
+    extra.write_text(f"nas:\n  hosts:\n    {TRIXIE}:\n      swap_file_size: 300M\n"
+                     "      services_ai_queue_length: 0\n", encoding="utf-8")
+    run = converge("nas", None, "-i", str(extra))
+    assert run.rc == 2, run.output[-3000:]
+    assert run.recap(TRIXIE)["failed"] == 1 and run.recap(TRIXIE)["changed"] == 0
+    assert "services_ai_queue_length must be 1-100000 queued requests" in run.output
+    assert snapshot(trixie) == before
+    # The other NAS went through every play, changed nothing (it is converged) and got its summary.
+    recap = run.recap(OMV)
+    assert recap["failed"] == 0 and recap["unreachable"] == 0 and recap["changed"] == 0, run.output[-3000:]
+    text = summary(run.output, OMV)
+    assert text, run.output[-3000:]
+    assert "platform: openmediavault" in text and "changed: nothing" in text
+    assert "chat UI: https://nas-site-omv/" in text and "API: https://nas-site-omv/v1" in text
+    assert "file manager: https://nas-site-omv/files/ (user admin)" in text
+    assert f"CA certificate: {PROJECT}/tls/ca.crt" in text
+    assert f"{PROJECT}/secrets/files_password" in text
+    assert "nasai-ai: healthy; memory 256 MiB, 1.5 CPUs" in text
+    for name in ("nasai-files", "nasai-logs", "nasai-proxy"):
+        assert f"{name}: healthy;" in text, name
+    assert summary(run.output, TRIXIE) is None
+    assert f"not deployed: {TRIXIE}" in run.output
+
+
+def test_max_fail_percentage_zero_stops_the_fleet_at_the_checks(converge, omv, trixie, tmp_path):
+    before = {OMV: snapshot(omv), TRIXIE: snapshot(trixie)}
+    extra = tmp_path / "broken.yml"
+    extra.write_text(f"nas:\n  hosts:\n    {TRIXIE}:\n      services_network_mode: overlay\n", encoding="utf-8")
+    run = converge("nas", {"nasai_max_fail_percentage": 0}, "-i", str(extra))
+    assert run.rc != 0
+    # argument_specs caught it; the deploy play never started, on either NAS.
+    assert "services_network_mode" in run.output and "overlay" in run.output
+    assert "PLAY [Deploy the stack" not in run.output, run.output[-3000:]
+    assert run.recap(TRIXIE)["failed"] == 1 and run.recap(OMV)["changed"] == 0
+    assert {OMV: snapshot(omv), TRIXIE: snapshot(trixie)} == before
