@@ -79,7 +79,7 @@ def container_env(host, name):
 def web_clients(marker):
     """Client addresses of the HTTP target's requests whose path holds marker (waits for the journal)."""
     web = testinfra.get_host("docker://nas-site-web")
-    for _ in range(20):
+    for _attempt in range(20):
         lines = web.check_output("journalctl -u httptarget@80 -o cat --no-pager").splitlines()
         clients = [line.split()[0] for line in lines if marker in line]
         if clients:
