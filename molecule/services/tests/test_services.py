@@ -5,6 +5,7 @@ burst far above the AI core's capacity queued or shed (429/503 + Retry-After) wi
 and disabling a service or bad input never losing data or changing anything."""
 
 import json
+import re
 import time
 
 import pytest
@@ -299,6 +300,53 @@ def test_burst_above_capacity_is_queued_or_shed_never_a_crash(host):
     else:
         raise AssertionError(answer.stdout + answer.stderr)
     assert restarts(host) == before
+
+
+# A streamed completion sent while every AI slot is busy and requests wait in the proxy's queue:
+# BLOCKERS long completions first (more than the 2 x 4 in flight, fewer than the queue of 32),
+# then one stream, marked in its query string so the proxy's log line can be found.
+QUEUED_STREAM = r"""
+import asyncio, json, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+BLOCKERS = int(sys.argv[2])
+
+async def post(body, path="/v1/chat/completions"):
+    reader, writer = await asyncio.open_connection("127.0.0.1", 443, ssl=ctx, server_hostname="localhost")
+    data = json.dumps(body).encode()
+    writer.write(b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(data)) + data)
+    raw = await reader.read()
+    writer.close()
+    head, _sep, rest = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest.decode("latin-1")
+
+async def main():
+    long = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 100, "ignore_eos": True}
+    blockers = [asyncio.ensure_future(post(long)) for _n in range(BLOCKERS)]
+    await asyncio.sleep(0.2)
+    stream = await post(dict(long, stream=True), "/v1/chat/completions?nasai=queued-stream")
+    done = await asyncio.gather(*blockers)
+    print(json.dumps({"stream": stream, "blockers": [status for status, _body in done]}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_queued_stream_starts_when_a_slot_frees(host):
+    out = json.loads(host.check_output(f"python3 - {CA} 30 <<'EOF'\n{QUEUED_STREAM}\nEOF"))
+    status, body = out["stream"]
+    assert status == 200, body[:500]
+    events = [line for line in body.splitlines() if line.startswith("data: ")]
+    assert len(events) > 10 and events[-1] == "data: [DONE]", body[-500:]
+    assert set(out["blockers"]) == {200}, out["blockers"]
+    # The proxy's log line for the stream: %TR/%Tw/%Tc/%Tr/%Ta, Tw the milliseconds it waited in
+    # the queue for a free slot.
+    path = f"{PROJECT}/data/logs/nasai-proxy.log"
+    line = wait_for(lambda: next((entry for entry in host.file(path).content_string.splitlines()
+                                  if "queued-stream" in entry), None), timeout=15)
+    assert line, "no proxy log line for the stream"
+    timers = next(field for field in line.split() if re.fullmatch(r"-?\d+/-?\d+/-?\d+/-?\d+/\+?\d+", field))
+    assert int(timers.split("/")[1]) > 0, line
 
 
 def test_check_mode_changes_nothing(converge, nas_name):
