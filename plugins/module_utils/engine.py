@@ -19,6 +19,8 @@ import socket
 from urllib.parse import quote, urlencode
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+# The `socket` option of every module that talks to the engine (doc fragment nasai.stack.engine).
+ENGINE_SOCKET_OPTION = {"type": "path", "default": DEFAULT_SOCKET}
 LABEL_SPEC = "nasai.stack.spec"
 LABEL_SPEC_HASH = "nasai.stack.spec-hash"
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([bkmg]?)b?\s*$", re.IGNORECASE)

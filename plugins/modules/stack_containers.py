@@ -88,14 +88,11 @@ options:
     description: Seconds to wait for one container to become healthy.
     type: int
     default: 180
-  socket:
-    description: Path of the engine's API socket.
-    type: path
-    default: /var/run/docker.sock
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nasai.stack.engine
 """
 
 EXAMPLES = r"""
@@ -139,7 +136,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.engine import (
-    LABEL_SPEC, LABEL_SPEC_HASH, Engine, EngineError, changed_fields, create_body, fingerprint)
+    ENGINE_SOCKET_OPTION, LABEL_SPEC, LABEL_SPEC_HASH, Engine, EngineError, changed_fields, create_body, fingerprint)
 
 
 def plan_container(spec, current, image_id):
@@ -208,7 +205,7 @@ def main():
             "prune_keep": {"type": "str", "default": "^$"},
             "wait_healthy": {"type": "bool", "default": True},
             "healthy_timeout": {"type": "int", "default": 180},
-            "socket": {"type": "path", "default": "/var/run/docker.sock"},
+            "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
     )

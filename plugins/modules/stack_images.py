@@ -42,14 +42,11 @@ options:
     type: list
     elements: path
     default: []
-  socket:
-    description: Path of the engine's API socket.
-    type: path
-    default: /var/run/docker.sock
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nasai.stack.engine
 """
 
 EXAMPLES = r"""
@@ -83,7 +80,7 @@ pulled:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nasai.stack.plugins.module_utils.engine import Engine, EngineError
+from ansible_collections.nasai.stack.plugins.module_utils.engine import ENGINE_SOCKET_OPTION, Engine, EngineError
 
 
 def main():
@@ -92,7 +89,7 @@ def main():
             "names": {"type": "list", "elements": "str", "required": True},
             "pull": {"type": "bool", "default": False},
             "load": {"type": "list", "elements": "path", "default": []},
-            "socket": {"type": "path", "default": "/var/run/docker.sock"},
+            "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
     )

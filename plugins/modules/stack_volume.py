@@ -66,14 +66,11 @@ options:
     description: Refuse what would be refused, change nothing, and say what would change.
     type: bool
     default: false
-  socket:
-    description: Path of the engine's API socket.
-    type: path
-    default: /var/run/docker.sock
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nasai.stack.engine
 """
 
 EXAMPLES = r"""
@@ -102,7 +99,7 @@ users:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nasai.stack.plugins.module_utils.engine import Engine, EngineError
+from ansible_collections.nasai.stack.plugins.module_utils.engine import ENGINE_SOCKET_OPTION, Engine, EngineError
 
 
 def plan(current, state, driver, options):
@@ -147,7 +144,7 @@ def main():
             "replace_foreign": {"type": "bool", "default": False},
             "var_prefix": {"type": "str", "default": ""},
             "check_only": {"type": "bool", "default": False},
-            "socket": {"type": "path", "default": "/var/run/docker.sock"},
+            "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
     )
