@@ -177,6 +177,9 @@ def test_quotas_are_in_the_cgroup_files(host, name, memory, cpus, cpuset, pids):
     assert cgroup(host, name, "cpu") == (cpus, 100000)
     assert cgroup(host, name, "cpuset") == cpuset
     assert int(cgroup(host, name, "pids")) == pids
+    if name.startswith("nasai-ai"):
+        # llama.cpp's prompt cache (8 GiB by default) is off: it grew the core past its quota in the soak.
+        assert "LLAMA_ARG_CACHE_RAM=0" in inspect(host, name)["Config"]["Env"]
     hardening = inspect(host, name)["HostConfig"]
     assert "no-new-privileges:true" in hardening["SecurityOpt"] and hardening["ReadonlyRootfs"]
 
@@ -387,6 +390,7 @@ def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge
     ({"services_overrides": {"files": {"memroy": "1g"}}}, "services_definitions.files has unknown fields memroy"),
     ({"services_ai_slots": 8}, "services_ai_slots (8) x services_ai_slot_memory"),
     ({"services_ai_queue_timeout": 0}, "services_ai_queue_timeout must be 1-3600 seconds"),
+    ({"services_ai_cache_ram": -1}, "services_ai_cache_ram must be 0 (off)"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     before = state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")
