@@ -27,7 +27,7 @@ scenario=services host=nas-services
 trap 'molecule destroy -s "$scenario" >/dev/null 2>&1' EXIT
 molecule destroy -s "$scenario" >/dev/null 2>&1
 molecule converge -s "$scenario" >/dev/null 2>&1
-eph=$(ls -d "$HOME"/.ansible/tmp/molecule.*."$scenario" | head -n1)
+eph=$(find "$HOME/.ansible/tmp" -maxdepth 1 -name "molecule.*.$scenario" -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2-)
 converge() {  # converge.yml again with extra variables (JSON)
   MOLECULE_EPHEMERAL_DIRECTORY=$eph MOLECULE_SCENARIO_NAME=$scenario ANSIBLE_CONFIG=$eph/ansible.cfg \
     MOLECULE_PROJECT_DIRECTORY=$PWD ANSIBLE_COLLECTIONS_PATH="$HOME/.ansible/collections:$PWD/collections" \

@@ -12,7 +12,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 trap 'molecule destroy -s "$scenario" >/dev/null 2>&1' EXIT
 molecule destroy -s "$scenario" >/dev/null 2>&1
 molecule converge -s "$scenario" >/dev/null 2>&1
-eph=$(ls -d "$HOME"/.ansible/tmp/molecule.*."$scenario" | head -n1)
+eph=$(find "$HOME/.ansible/tmp" -maxdepth 1 -name "molecule.*.$scenario" -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2-)
 times=()
 for i in $(seq 1 "$runs"); do
   start=$(date +%s.%N)

@@ -22,10 +22,14 @@ def _inventory():
 
 
 def nas_hosts():
-    """Names of the inventory's hosts in group `nas` (every host when there is no such group)."""
-    inventory = _inventory()["all"]
-    group = inventory.get("children", {}).get("nas")
-    hosts = (group or inventory).get("hosts") or {}
+    """Names of the inventory's hosts in group `nas` (every host when there is no such group).
+
+    Molecule writes each platform's groups at the top level of its inventory, beside `all`; an
+    inventory written by hand may nest them under all.children: both are read.
+    """
+    inventory = _inventory()
+    group = inventory.get("nas") or (inventory.get("all") or {}).get("children", {}).get("nas")
+    hosts = (group or inventory.get("all") or {}).get("hosts") or {}
     return sorted(hosts)
 
 

@@ -2,7 +2,7 @@
 # Run `molecule test` for each scenario given, continue past failures, then print a table of
 # per-scenario wall times and results, and fail when any scenario failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 # The scenarios live in molecule/, which this collection keeps on purpose: naming the glob stops
 # Molecule from warning on every scenario that they "should migrate to 'extensions/molecule'".
 # (molecule/default is an empty stub for Molecule's own lookup of a `default` scenario.)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What this machine needs before `make demo` or `make test` can run, started the same way for every
 # entry point (.ci/run, the Makefile): the Debian packages that are missing (Docker engine and
-# client, debootstrap for the test images, make, python3-venv; with --browser also headless
-# Chromium for the browser test), then a Docker engine when none answers. Idempotent and quick when
-# everything is there already.
+# client, debootstrap for the test images, make, shellcheck for the sanity tests, python3-venv;
+# with --browser also headless Chromium for the browser test), then a Docker engine when none
+# answers. Idempotent and quick when everything is there already.
 #
 #   tests/setup-machine.sh [--browser]
 set -euo pipefail
@@ -34,6 +34,7 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v docker >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v make >/dev/null || missing+=(make)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if $browser && ! command -v chromium >/dev/null; then
   # Fonts so the screenshots show text rather than empty boxes.

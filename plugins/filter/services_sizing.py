@@ -85,7 +85,9 @@ def ai_sizing(memory: Any, slot_memory: Any = "1g", model_memory: Any = 0, slots
     reports them. Returns the bytes it read (memory_bytes, slot_bytes, model_bytes) and:
     slots (parallel requests of a replica), threads (inference threads: its CPUs rounded up),
     inflight (requests the proxy sends a replica at once: max_inflight, or 2 x slots),
-    threads_http (llama-server's base HTTP pool: 2 x inflight + 2), pids_limit (that pool, the
+    threads_http (llama-server's base HTTP pool: 2 x inflight + 2), probe_inflight (the cheap
+    read-only requests, such as GET /health, the proxy sends a replica at once besides: the rest of
+    that pool, inflight + 2), pids_limit (that pool, the
     pool's growth, the inference threads and some headroom) and proxy_maxconn (connections the
     proxy accepts: the queue, every replica's in-flight requests and headroom).
     """
@@ -104,6 +106,7 @@ def ai_sizing(memory: Any, slot_memory: Any = "1g", model_memory: Any = 0, slots
         "threads": threads,
         "inflight": inflight,
         "threads_http": threads_http,
+        "probe_inflight": threads_http - inflight,
         "pids_limit": threads_http + HTTP_POOL_GROWTH + threads + PIDS_HEADROOM,
         "proxy_maxconn": as_int(queue_length) + PROXY_CONN_HEADROOM + inflight * as_int(replicas),
     }

@@ -18,11 +18,35 @@ def read_text(path, default=None, limit=1 << 20):
 
 
 def nearest_existing(path, exists=os.path.exists):
-    """`path` itself when it exists, else its nearest existing parent."""
+    """`path` itself when it exists, else its nearest existing parent ("/" at the top, "." for a
+    relative path none of whose parents exist)."""
     path = os.path.normpath(path)
-    while not exists(path) and path != "/":
-        path = os.path.dirname(path)
+    while not exists(path):
+        parent = os.path.dirname(path)
+        if parent in (path, ""):
+            return parent or "."
+        path = parent
     return path
+
+
+# Directories of the operating system itself: no role puts the stack's data in (or at) them.
+SYSTEM_DIRECTORIES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin",
+                      "/sys", "/usr")
+SYSTEM_DIRECTORIES_EXACT = ("/", "/home", "/mnt", "/media", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib")
+
+
+def unsafe_data_path(path):
+    """Why `path` cannot hold the stack's data (it will be created and chowned), or "" when it can:
+    relative, with a `..` part, the root, or in a system directory."""
+    text = str(path)
+    if not os.path.isabs(text):
+        return "must be an absolute path"
+    if ".." in text.split("/"):
+        return "must not contain '..'"
+    normal = os.path.normpath(text)
+    if normal in SYSTEM_DIRECTORIES_EXACT or any(normal == d or normal.startswith(d + "/") for d in SYSTEM_DIRECTORIES):
+        return "must not be the root or a system directory (%s)" % normal
+    return ""
 
 
 def mount_of(path, mounts_text):

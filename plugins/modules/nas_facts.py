@@ -45,6 +45,8 @@ options:
         its nearest existing parent.
       - When not given, the platform's own place for it is used (C(platform_data_path)), or
         C(/container/data) on a platform without one.
+      - It must be absolute, without C(..), and neither the root nor a system directory
+        (C(/etc), C(/usr), C(/var), ...); the module fails on anything else before reading it.
     type: path
 author:
   - nasai.stack contributors (!UNKNOWN)
@@ -94,7 +96,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.host import (
-    mount_of, nearest_existing, parse_os_release, read_text)
+    mount_of, nearest_existing, parse_os_release, read_text, unsafe_data_path)
 
 # Marker files of the NAS platforms, checked in this order. `appliance` platforms manage their
 # own packages and Docker engine: the stack adopts what is there instead of installing.
@@ -266,6 +268,12 @@ def main():
     found = detect_platform()
     pool_names = pools(read_text("/proc/mounts") or "") if found["name"] == "truenas_scale" else []
     default_path = platform_data_path(found["name"], pool_names)
+    data_path = module.params["data_path"] or default_path or DEFAULT_DATA_PATH
+    why = unsafe_data_path(data_path)
+    if why:
+        # Refused before anything reads or makes it (a relative path used to loop forever here).
+        module.fail_json(msg="nasai_data_path (preflight_data_path) %s, such as /srv/dev-disk-by-label-data/nasai; "
+                             "got %r" % (why, data_path))
     facts = {
         "platform": found,
         "architecture": platform.machine(),
@@ -273,7 +281,7 @@ def main():
         "memory_bytes": memory_bytes(),
         "gpu": detect_gpu(),
         "docker": detect_docker(module),
-        "data_path": data_path_facts(module.params["data_path"] or default_path or DEFAULT_DATA_PATH),
+        "data_path": data_path_facts(data_path),
         "platform_data_path": default_path,
         "pools": pool_names,
         "package_manager": package_manager(),

@@ -21,6 +21,8 @@ description:
     their content differs, and get the owner, group and mode given. C(force=false) writes a file
     only when it does not exist (a generated secret is never replaced).
   - O(read) returns the text of files (null for missing ones) without changing anything.
+  - Paths may start with C(~user/), the home directory of a user on the host; a user the host does
+    not have fails the module, naming the user.
   - Returns the SHA-1 of every file of O(files), as it is after the call.
 attributes:
   check_mode:
@@ -36,7 +38,9 @@ attributes:
     platforms: posix
 options:
   directories:
-    description: Directories, each C(path) with optional C(owner), C(group) (names or numbers) and C(mode) (octal string).
+    description:
+      - Directories, each C(path) with optional C(owner), C(group) (names or numbers) and C(mode) (octal string).
+      - One created for an C(owner) without a C(group) gets the owner's primary group.
     type: list
     elements: dict
     default: []
@@ -58,7 +62,7 @@ options:
         description: Owner (name or number); unset leaves it.
         type: str
       group:
-        description: Group (name or number); unset leaves it.
+        description: Group (name or number); unset leaves it (a new file with an O(files[].owner) gets the owner's primary group).
         type: str
       mode:
         description: Mode as an octal string such as C("0640"); unset leaves it (new files get 0600).
@@ -76,10 +80,28 @@ options:
     default: []
     suboptions: *file_options
   read:
-    description: Files whose text to return in RV(contents).
+    description: Files whose text to return in RV(contents); RV(exists) tells which of them exist (directories too).
     type: list
     elements: path
     default: []
+  absent:
+    description:
+      - Paths to remove, after the directories and files above are handled. A file or link is
+        removed; a directory only when it is empty, unless C(recurse) is true (for directories the
+        caller owns entirely).
+      - Missing paths are fine. A non-empty directory without C(recurse) is left and named in RV(kept).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      recurse:
+        description: Remove a directory with everything in it.
+        type: bool
+        default: false
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -106,8 +128,17 @@ checksums:
   description: SHA-1 of each file of O(files) and O(secrets) after the call (of the content it would have, in check mode).
   returned: always
   type: dict
+exists:
+  description: For each path of O(read), whether it exists (as a file, directory or link), before any change.
+  returned: always
+  type: dict
+kept:
+  description: Directories of O(absent) left because they are not empty.
+  returned: always
+  type: list
+  elements: str
 changed_paths:
-  description: The directories and files created or changed (or that would be).
+  description: The directories and files created, changed or removed (or that would be).
   returned: always
   type: list
   elements: str
@@ -117,6 +148,7 @@ import grp
 import hashlib
 import os
 import pwd
+import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -135,9 +167,15 @@ def resolve_id(value, lookup, kind):
         raise ValueError("no %s named %s on the host" % (kind, text))
 
 
-def wanted_attrs(item):
+def wanted_attrs(item, new=False):
+    """(uid, gid, mode) wanted for a path; a `new` one with an owner but no group gets the owner's primary group."""
     uid = resolve_id(item.get("owner"), lambda n: pwd.getpwnam(n).pw_uid, "user")
     gid = resolve_id(item.get("group"), lambda n: grp.getgrnam(n).gr_gid, "group")
+    if new and gid is None and uid is not None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = None
     mode = int(str(item["mode"]), 8) if item.get("mode") is not None else None
     return uid, gid, mode
 
@@ -165,8 +203,27 @@ def read_bytes(path):
     try:
         with open(path, "rb") as handle:
             return handle.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return None
+
+
+def remove(path, recurse, check):
+    """Remove a file, link or (empty, or with `recurse` any) directory: 'removed', 'kept' (a
+    directory not empty) or '' (nothing there)."""
+    if not os.path.lexists(path):
+        return ""
+    if os.path.isdir(path) and not os.path.islink(path):
+        if not recurse and os.listdir(path):
+            return "kept"
+        if not check:
+            if recurse:
+                shutil.rmtree(path)
+            else:
+                os.rmdir(path)
+        return "removed"
+    if not check:
+        os.unlink(path)
+    return "removed"
 
 
 def write_atomic(path, data, uid, gid, mode):
@@ -203,21 +260,31 @@ def main():
             "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": False,
                         "options": _file_options(True)},
             "read": {"type": "list", "elements": "path", "default": []},
+            "absent": {"type": "list", "elements": "dict", "default": [],
+                       "options": {"path": {"type": "path", "required": True},
+                                   "recurse": {"type": "bool", "default": False}}},
         },
         supports_check_mode=True,
     )
     p = module.params
     check = module.check_mode
+    for item in p["directories"]:
+        item["path"] = os.path.expanduser(str(item["path"]))
+    # A ~user path that did not expand names a user the host does not have.
+    for path in p["read"] + [i["path"] for key in ("directories", "files", "secrets", "absent") for i in p[key]]:
+        if str(path).startswith("~"):
+            module.fail_json(msg="no user named %s on the host (path %s)" % (str(path)[1:].split("/")[0], path))
     changed, before, after = [], [], []
-    contents = {}
+    contents, exists, kept = {}, {}, []
     for path in p["read"]:
         data = read_bytes(path)
         contents[path] = None if data is None else data.decode("utf-8", errors="replace")
+        exists[path] = os.path.lexists(path)
 
     try:
         for item in p["directories"]:
             path = item["path"]
-            uid, gid, mode = wanted_attrs(item)
+            uid, gid, mode = wanted_attrs(item, new=not os.path.isdir(path))
             if not os.path.isdir(path):
                 if os.path.lexists(path):
                     module.fail_json(msg="%s exists and is not a directory" % path)
@@ -241,8 +308,8 @@ def main():
         for secret, item in [(False, f) for f in p["files"]] + [(True, f) for f in p["secrets"]]:
             path = item["path"]
             data = (item.get("content") or "").encode("utf-8")
-            uid, gid, mode = wanted_attrs(item)
             current = read_bytes(path)
+            uid, gid, mode = wanted_attrs(item, new=current is None)
             if current is not None and item.get("force") is False:
                 data = current
             checksums[path] = hashlib.sha1(data).hexdigest()
@@ -267,10 +334,19 @@ def main():
                 after.append("# %s: %s:%s %s" % (path, uid, gid, item.get("mode")))
                 if not check:
                     apply_attrs(path, uid, gid, mode)
+        for item in p["absent"]:
+            done = remove(item["path"], item["recurse"], check)
+            if done == "removed":
+                changed.append(item["path"])
+                before.append("%s: present" % item["path"])
+                after.append("%s: absent" % item["path"])
+            elif done == "kept":
+                kept.append(item["path"])
     except (OSError, ValueError) as exc:
         module.fail_json(msg=str(exc), changed_paths=changed)
 
-    result = {"changed": bool(changed), "contents": contents, "checksums": checksums, "changed_paths": changed}
+    result = {"changed": bool(changed), "contents": contents, "exists": exists, "kept": kept,
+              "checksums": checksums, "changed_paths": changed}
     if module._diff and changed:
         result["diff"] = {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"}
     module.exit_json(**result)

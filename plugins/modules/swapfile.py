@@ -18,7 +18,9 @@ description:
     requires; on ext4 it is allocated with fallocate; elsewhere (xfs, ...) it is written out in full.
   - Refuses to create or grow the file when less than O(min_free) would be left free.
   - Never overwrites or deletes a file that has no swap signature unless O(replace_foreign=true).
-  - Persistence across reboots (fstab) and swappiness are left to other modules.
+  - With O(fstab), the file's line in that fstab is kept as C(PATH none swap OPTS 0 0) (exactly one
+    line for the file; the others are left as they are), or removed with O(state=absent), so the
+    file is on again after a reboot. Swappiness is left to other modules.
 attributes:
   check_mode:
     support: full
@@ -59,6 +61,9 @@ options:
     description: Allow replacing or removing a file at O(path) that is not a swap file.
     type: bool
     default: false
+  fstab:
+    description: The fstab file to keep the swap file's line in (usually C(/etc/fstab)); unset leaves every fstab alone.
+    type: path
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -168,6 +173,45 @@ def is_active_swap(path, swaps):
         return code == errno.ETXTBSY or (code in (errno.EOPNOTSUPP, errno.ENOSYS) and path in swaps)
     finally:
         os.close(fd)
+
+
+def fstab_with(text, path, opts):
+    """`text` (an fstab) with exactly one swap line for `path` (opts `opts`), or none when `opts`
+    is None; every other line, comments included, stays as it is."""
+    lines = text.splitlines(True)
+    kept = [line for line in lines if not _is_swap_line(line, path)]
+    if opts is not None:
+        wanted = "%s none swap %s 0 0\n" % (path, opts)
+        ours = [line for line in lines if _is_swap_line(line, path)]
+        if ours == [wanted] or [line.split() for line in ours] == [wanted.split()]:
+            return text
+        if kept and not kept[-1].endswith("\n"):
+            kept[-1] += "\n"
+        kept.append(wanted)
+    return "".join(kept)
+
+
+def _is_swap_line(line, path):
+    fields = line.split()
+    return len(fields) >= 3 and not fields[0].startswith("#") and fields[0] == path and fields[2] == "swap"
+
+
+def write_in_place(path, text):
+    """Replace a file's content atomically, or in place where it cannot be renamed over (a bind mount)."""
+    directory = os.path.dirname(path)
+    staging = os.path.join(directory, ".%s.nasai-new" % os.path.basename(path))
+    try:
+        with open(staging, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        st = os.stat(path) if os.path.exists(path) else None
+        if st is not None:
+            os.chmod(staging, st.st_mode & 0o7777)
+        os.rename(staging, path)
+    except OSError:
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
 
 
 def filesystem_type(path):
@@ -348,6 +392,7 @@ def main():
             "priority": {"type": "int"},
             "min_free": {"type": "str", "default": "1G"},
             "replace_foreign": {"type": "bool", "default": False},
+            "fstab": {"type": "path"},
         },
         required_if=[("state", "present", ("size",))],
         supports_check_mode=True,
@@ -363,6 +408,18 @@ def main():
         before, after, fstype = swap.present()
     else:
         before, after, fstype = swap.absent()
+    fstab = module.params["fstab"]
+    if fstab:
+        current = read_text(fstab, "")
+        opts = None
+        if module.params["state"] == "present":
+            opts = "sw" if priority is None else "sw,pri=%d" % priority
+        wanted = fstab_with(current, swap.path, opts)
+        before["fstab"] = [line for line in current.splitlines() if _is_swap_line(line, swap.path)]
+        after["fstab"] = [line for line in wanted.splitlines() if _is_swap_line(line, swap.path)]
+        if wanted != current:
+            swap.act("%s the line of %s in %s" % ("write" if opts else "remove", swap.path, fstab),
+                     write_in_place, fstab, wanted)
     module.exit_json(
         changed=bool(swap.actions), actions=swap.actions, size=after["size"], active=after["active"],
         fstype=fstype, diff={"before": before, "after": after},

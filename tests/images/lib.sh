@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the tests/images/build-*.sh scripts (source it): every test image is cached under a
 # tag made from a hash of its recipe, so an unchanged recipe is never rebuilt.
 

@@ -34,7 +34,7 @@ def test_slots_fit_into_the_memory_next_to_the_model():
     # (4 GiB - 2 GiB) / 512 MiB = 4 slots; each gets 2 requests in flight.
     sizing = ai_sizing("4g", "512m", "2g", cpus=2.5, queue_length=512, replicas=2)
     assert sizing == {"memory_bytes": 4 * GIB, "slot_bytes": 512 * MIB, "model_bytes": 2 * GIB, "slots": 4,
-                      "threads": 3, "inflight": 8, "threads_http": 18, "pids_limit": 18 + 1024 + 3 + 64,
+                      "threads": 3, "inflight": 8, "threads_http": 18, "probe_inflight": 10, "pids_limit": 18 + 1024 + 3 + 64,
                       "proxy_maxconn": 512 + 1024 + 8 * 2}
 
 
@@ -46,6 +46,8 @@ def test_derived_slots_stay_between_1_and_8(memory, expected):
 def test_slots_and_inflight_given_win():
     sizing = ai_sizing("256m", "32m", "32m", slots=2, max_inflight=3, queue_length=32, replicas="2")
     assert (sizing["slots"], sizing["inflight"], sizing["threads_http"], sizing["proxy_maxconn"]) == (2, 3, 8, 1062)
+    # Probes get the rest of the AI core's HTTP threads: together the proxy never sends it more.
+    assert sizing["probe_inflight"] + sizing["inflight"] == sizing["threads_http"]
 
 
 def test_sizes_that_do_not_parse_count_as_0_and_the_slot_as_1_gib():

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ansible_collections.nasai.stack.plugins.module_utils.host import nearest_existing, unsafe_data_path
 from ansible_collections.nasai.stack.plugins.modules import nas_facts
 
 MARKERS = {
@@ -118,3 +119,20 @@ def test_platform_data_path(platform, pools, path):
 def test_python_facts_say_whether_requests_is_there():
     found = nas_facts.python_facts()
     assert found["version"].startswith("3.") and isinstance(found["requests"], bool)
+
+
+@pytest.mark.parametrize(("path", "exists", "expected"), [
+    ("/srv/a/b", {"/srv"}, "/srv"), ("/srv/a", set(), "/"), ("container/data", set(), "."),
+    ("container/data", {"container"}, "container")])
+def test_nearest_existing_ends_for_relative_paths_too(path, exists, expected):
+    # A relative path whose parents do not exist used to loop forever.
+    assert nearest_existing(path, exists=lambda p: p in exists) == expected
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("container/data", "absolute"), ("/srv/nasai/../../etc", "'..'"), ("/", "system directory"),
+    ("/etc", "system directory"), ("/usr/local/nasai", "system directory"), ("/var", "system directory"),
+    ("/srv/dev-disk-by-label-data/nasai", ""), ("/volume1/docker/nasai", ""), ("/mnt/tank/apps/nasai", ""),
+    ("/container/data", ""), ("/var/lib/nasai", "")])
+def test_unsafe_data_paths_are_named(path, why):
+    assert (why in unsafe_data_path(path)) if why else unsafe_data_path(path) == ""

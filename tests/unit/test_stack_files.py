@@ -1,6 +1,7 @@
 """stack_files' helpers on a real directory, and the filters that feed it."""
 
 import os
+import pwd
 
 import pytest
 
@@ -49,3 +50,27 @@ def test_present_contents_and_tls_writes():
     writes = tls_writes({"ca_key": "KEY", "server_crt": "CRT"}, paths)
     assert [(w["path"], w["mode"], w["secret"]) for w in writes] == [
         ("/t/ca.key", "0600", True), ("/c/server.crt", "0644", False)]
+
+
+def test_remove_files_and_empty_directories_but_keeps_a_full_one(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "empty").mkdir()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.conf").write_text("user data")
+    assert stack_files.remove(str(tmp_path / "f"), False, check=True) == "removed"
+    assert (tmp_path / "f").exists(), "check mode changes nothing"
+    assert stack_files.remove(str(tmp_path / "f"), False, check=False) == "removed"
+    assert stack_files.remove(str(tmp_path / "empty"), False, check=False) == "removed"
+    assert stack_files.remove(str(full), False, check=False) == "kept"
+    assert (full / "keep.conf").read_text() == "user data"
+    assert stack_files.remove(str(tmp_path / "missing"), False, check=False) == ""
+    assert stack_files.remove(str(full), True, check=False) == "removed"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_path_for_an_owner_gets_the_owners_primary_group():
+    me = pwd.getpwuid(os.getuid())
+    assert stack_files.wanted_attrs({"owner": str(me.pw_uid)}, new=True)[:2] == (me.pw_uid, me.pw_gid)
+    # An existing path keeps its group unless one is given.
+    assert stack_files.wanted_attrs({"owner": str(me.pw_uid)}, new=False)[:2] == (me.pw_uid, None)

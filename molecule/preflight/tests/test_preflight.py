@@ -67,6 +67,11 @@ def test_warn_policy_reports_and_goes_on(converge, host, nas_name):
     ({"preflight_min_memory_gib": "lots"}, "preflight_min_memory_gib"),
     ({"preflight_disk_policy": "maybe"}, "preflight_disk_policy"),
     ({"preflight_data_path": 42, "preflight_gpu_policy": "sometimes"}, "preflight_gpu_policy"),
+    # A relative data path used to make the facts module spin at 100 % CPU forever.
+    ({"preflight_data_path": "container/data"}, "nasai_data_path (preflight_data_path) must be an absolute path"),
+    ({"preflight_data_path": "/srv/nasai/../../etc"}, "must not contain '..'"),
+    ({"preflight_data_path": "/"}, "must not be the root or a system directory (/)"),
+    ({"preflight_data_path": "/usr/lib/nasai"}, "must not be the root or a system directory (/usr/lib/nasai)"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     probe_dir = "/tmp/preflight-bad-input-probe"

@@ -44,7 +44,7 @@ def address(host, name):
 
 def web_clients(web, marker, port=80):
     """Client addresses of the target's requests whose path holds marker (waits for the journal)."""
-    for _ in range(20):
+    for _attempt in range(20):
         lines = web.check_output(f"journalctl -u httptarget@{port} -o cat --no-pager").splitlines()
         clients = [line.split()[0] for line in lines if marker in line]
         if clients:
@@ -337,7 +337,7 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[m.split()[0] + str(i) for i, (_, m) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[m.split()[0] + str(i) for i, (_extra, m) in enumerate(BAD_INPUT)])
 def test_bad_input_fails_before_any_change(converge, transparent, extra, message):
     files = "/etc/environment /etc/nasai/proxy/redsocks.conf /etc/nasai/proxy/iptables.rules"
     before = firewall_without_counters(transparent), transparent.check_output(f"md5sum {files}")
@@ -353,8 +353,13 @@ def test_bad_input_fails_before_any_change(converge, transparent, extra, message
 
 def test_absent_removes_every_piece(converge, explicit, transparent, web):
     docker_rules = [line for line in firewall_without_counters(transparent) if not ours(line)]
+    # Something of the admin's in the role's directory (or a proxy_config_dir set to /etc by a
+    # typo): only the files the role made go, by name.
+    transparent.check_output("echo mine > /etc/nasai/proxy/admin-notes.txt")
     run = converge("nas", {"proxy_state": "absent"})
     assert run.rc == 0, run.output
+    assert transparent.check_output("ls -A /etc/nasai/proxy") == "admin-notes.txt"
+    transparent.check_output("rm -r /etc/nasai/proxy")
     for host in (explicit, transparent):
         assert "nasai.stack proxy" not in host.file("/etc/environment").content_string
         docker_config = host.file("/root/.docker/config.json")
@@ -363,6 +368,9 @@ def test_absent_removes_every_piece(converge, explicit, transparent, web):
                      "/etc/systemd/system/nasai-proxy-iptables.service",
                      "/etc/systemd/system/redsocks.service.d"):
             assert not host.file(path).exists, path
+        # What the role recorded: its mode, and that transparent mode is gone.
+        assert json.loads(host.file("/etc/ansible/facts.d/nasai_proxy.fact").content_string) == {
+            "mode": "absent", "transparent_removed": True}
         assert not any(ours(line) for line in firewall_without_counters(host))
     # Nothing else was flushed: Docker's rules are all still there.
     assert firewall_without_counters(transparent) == docker_rules

@@ -126,10 +126,11 @@ def test_stream_arrives_in_pieces_not_one_buffered_block(host):
     assert events[-1] == "[DONE]"
     tokens = [e for e in events[:-1] if json.loads(e)["choices"][0]["delta"].get("content")]
     assert len(tokens) >= 40
-    # Unbuffered: the proxy forwards each event as the server writes it, in many small chunks; a
-    # buffering proxy collects them into few 4-8 KiB blocks.
+    # Unbuffered: the proxy forwards what the server wrote as it reads it, in many small chunks (two
+    # events may arrive in one read when the server is quick); a buffering proxy collects them into
+    # few 4-8 KiB blocks.
     chunks = sorted(out["chunks"])
-    assert len(chunks) >= len(events) // 2, chunks
+    assert len(chunks) >= len(events) // 4, chunks
     assert chunks[len(chunks) // 2] < 1024, chunks
 
 
@@ -201,12 +202,18 @@ def test_services_run_as_non_root_where_possible(host):
 
 
 def listening_outside_loopback(host):
-    """{(protocol, port)} of the sockets the NAS listens on beyond loopback."""
+    """{(protocol, port)} of the sockets the NAS listens on beyond loopback.
+
+    Left out: HAProxy's log sender, the one unconnected UDP socket the kernel binds to an ephemeral
+    port for the datagrams it sends to the collector on 127.0.0.1 (HAProxy never reads from it).
+    """
+    low, high = (int(n) for n in host.file("/proc/sys/net/ipv4/ip_local_port_range").content_string.split())
     listening = set()
-    for line in host.check_output("ss -Htlnu").splitlines():
+    for line in host.check_output("ss -Htlnup").splitlines():
         fields = line.split()
         address, port = fields[4].rsplit(":", 1)
-        if not address.startswith(("127.", "[::1]")):
+        log_sender = fields[0] == "udp" and low <= int(port) <= high and '"haproxy"' in line
+        if not address.startswith(("127.", "[::1]")) and not log_sender:
             listening.add((fields[0], int(port)))
     return listening
 

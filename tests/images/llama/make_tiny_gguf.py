@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write a tiny random-weight llama-architecture GGUF model for the tests.
 
 Two layers, n_embd 64, 4 heads, context 256, a byte-level (GPT-2 style) vocabulary of the 256

@@ -1,0 +1,146 @@
+#!/usr/bin/python
+# Copyright: nasai.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the stack's containers, their health and their quotas, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_containers_info
+short_description: Read the state, health and quotas of the stack's containers in one round trip
+version_added: 0.2.0
+description:
+  - Lists the containers that carry a label (by default C(nasai.stack.service), which every
+    container of the stack gets) and reads each one's state, health, restart count and the quotas
+    the engine gave it, through the engine's API socket with the Python standard library only.
+  - One call for the whole stack, where one M(ansible.builtin.uri) per container would cost a round
+    trip each; site.yml's summary and the tests read the stack with it.
+  - Changes nothing. When the engine does not answer, it does not fail: RV(engine_error) says why
+    and RV(containers) is empty.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    description: It only reads.
+    support: full
+  platform:
+    platforms: posix
+options:
+  label:
+    description: The label (C(key) or C(key=value)) the containers must carry.
+    type: str
+    default: nasai.stack.service
+author:
+  - nasai.stack contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - nasai.stack.engine
+"""
+
+EXAMPLES = r"""
+- name: Read the stack's containers
+  nasai.stack.stack_containers_info:
+  register: stack
+
+- name: Name the unhealthy ones
+  ansible.builtin.debug:
+    msg: "{{ stack.containers | rejectattr('health', 'in', ['healthy', '']) | map(attribute='name') }}"
+"""
+
+RETURN = r"""
+containers:
+  description: One entry per container, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The container's name.
+      type: str
+    service:
+      description: Its C(nasai.stack.service) label (empty when it has none).
+      type: str
+    image:
+      description: The image reference it was created from.
+      type: str
+    state:
+      description: The engine's state (C(running), C(exited), C(restarting), ...).
+      type: str
+    health:
+      description: The health check's status (C(healthy), C(unhealthy), C(starting)); empty without one.
+      type: str
+    restart_count:
+      description: How often the engine restarted it since it was created.
+      type: int
+    memory_bytes:
+      description: Memory limit in bytes, 0 for none.
+      type: int
+    cpus:
+      description: CPU quota in CPUs, 0 for none.
+      type: float
+    cpuset_cpus:
+      description: CPUs it may run on, empty for all.
+      type: str
+    pids_limit:
+      description: Maximum number of processes, 0 for none.
+      type: int
+engine_error:
+  description: Why the engine could not be read; empty when it answered.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nasai.stack.plugins.module_utils.engine import ENGINE_SOCKET_OPTION, Engine, EngineError
+
+
+def summarize(inspected):
+    """The fields RETURN documents, from the engine's inspect answer of one container."""
+    state = inspected.get("State") or {}
+    host = inspected.get("HostConfig") or {}
+    labels = (inspected.get("Config") or {}).get("Labels") or {}
+    return {
+        "name": (inspected.get("Name") or "").lstrip("/"),
+        "service": labels.get("nasai.stack.service", ""),
+        "image": (inspected.get("Config") or {}).get("Image", ""),
+        "state": state.get("Status", ""),
+        "health": (state.get("Health") or {}).get("Status", ""),
+        "restart_count": int(inspected.get("RestartCount") or 0),
+        "memory_bytes": int(host.get("Memory") or 0),
+        "cpus": (host.get("NanoCpus") or 0) / 1e9,
+        "cpuset_cpus": host.get("CpusetCpus") or "",
+        "pids_limit": max(int(host.get("PidsLimit") or 0), 0),
+    }
+
+
+def read_stack(engine, label):
+    """Every container carrying `label`, summarized, sorted by name (one that vanished meanwhile is left out)."""
+    out = []
+    for listed in engine.containers(label):
+        inspected = engine.container(listed["Id"])
+        if inspected is not None:
+            out.append(summarize(inspected))
+    return sorted(out, key=lambda item: item["name"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "label": {"type": "str", "default": "nasai.stack.service"},
+            "socket": dict(ENGINE_SOCKET_OPTION),
+        },
+        supports_check_mode=True,
+    )
+    try:
+        containers, error = read_stack(Engine(module.params["socket"]), module.params["label"]), ""
+    except EngineError as exc:
+        containers, error = [], str(exc)
+    module.exit_json(changed=False, containers=containers, engine_error=error)
+
+
+if __name__ == "__main__":
+    main()
