@@ -28,9 +28,12 @@ def client_options(client: Mapping[str, Any], uid: Optional[Any] = None, gid: Op
 def nfs_export_lines(exports: Sequence[Mapping[str, Any]], uid: Optional[Any] = None,
                      gid: Optional[Any] = None) -> list[str]:
     """One exports(5) line per export: its path, then host(options) for each of its clients."""
-    return ["%s %s" % (export["path"], " ".join("%s(%s)" % (client["host"], ",".join(client_options(client, uid, gid)))
-                                                 for client in export.get("clients") or []))
-            for export in exports]
+    lines = []
+    for export in exports:
+        clients = ["%s(%s)" % (client["host"], ",".join(client_options(client, uid, gid)))
+                   for client in export.get("clients") or []]
+        lines.append("%s %s" % (export["path"], " ".join(clients)))
+    return lines
 
 
 class FilterModule:

@@ -1,6 +1,7 @@
 # Copyright: nasai.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the proxy role: the `proxies` section of each user's Docker client configuration."""
+"""Filters of the proxy role: the `proxies` section of each user's Docker client configuration, and
+the iptables chains of transparent mode."""
 
 from __future__ import annotations
 
@@ -50,8 +51,37 @@ def docker_client_plan(contents: Mapping[str, Optional[str]], users: Sequence[st
     return plan
 
 
+def transparent_chains(chain: str, redsocks_port: Any, ports: Sequence[Any], proxy_addresses: Sequence[str] = (),
+                       exclude: Sequence[str] = (), exclude_users: Sequence[str] = (), host: bool = True,
+                       interfaces: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The chains of transparent mode and the jumps to them, per table, for iptables_chains.
+
+    nat `chain`: loopback, local addresses, the proxy itself and `exclude` go direct (RETURN); TCP
+    to `ports` is redirected to redsocks. nat `chain`_OUTPUT (when `host`): the host's own traffic,
+    except redsocks' and `exclude_users`', into `chain`; jumps from OUTPUT and from PREROUTING on
+    each of `interfaces` (Docker's bridges). filter `chain`_INPUT: nothing from outside reaches
+    redsocks' port unless it was redirected (conntrack DNAT).
+    """
+    nat_rules = ["-d 127.0.0.0/8 -j RETURN", "-m addrtype --dst-type LOCAL -j RETURN"]
+    nat_rules += ["-d %s/32 -j RETURN" % address for address in proxy_addresses]
+    nat_rules += ["-d %s -j RETURN" % target for target in exclude]
+    nat_rules.append("-p tcp -m multiport --dports %s -j REDIRECT --to-ports %s"
+                     % (",".join(str(port) for port in ports), redsocks_port))
+    output_chain, input_chain = chain + "_OUTPUT", chain + "_INPUT"
+    output_rules = ["-m owner --uid-owner %s -j RETURN" % user for user in ["redsocks"] + list(exclude_users)]
+    output_rules.append("-j " + chain)
+    jumps = [{"chain": "OUTPUT", "target": output_chain, "match": ""}] if host else []
+    jumps += [{"chain": "PREROUTING", "target": chain, "match": "-i " + interface} for interface in interfaces]
+    return [
+        {"table": "nat", "chains": {chain: nat_rules, output_chain: output_rules if host else None}, "jumps": jumps},
+        {"table": "filter",
+         "chains": {input_chain: ["-p tcp -m tcp --dport %s -m conntrack ! --ctstate DNAT -j DROP" % redsocks_port]},
+         "jumps": [{"chain": "INPUT", "target": input_chain, "match": ""}]},
+    ]
+
+
 class FilterModule:
     """nasai.stack's proxy role filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"docker_client_plan": docker_client_plan}
+        return {"docker_client_plan": docker_client_plan, "transparent_chains": transparent_chains}

@@ -15,8 +15,8 @@ description:
     container of the stack gets) and reads each one's state, health, restart count and the quotas
     the engine gave it, through the engine's API socket with the Python standard library only.
   - One call for the whole stack, where one M(ansible.builtin.uri) per container would cost a round
-    trip each; site.yml's summary and the tests read the stack with it.
-  - Changes nothing. When the engine does not answer, it does not fail: RV(engine_error) says why
+    trip each. site.yml's summary reads the stack with it.
+  - Changes nothing. When the engine does not answer, it does not fail; RV(engine_error) says why
     and RV(containers) is empty.
 attributes:
   check_mode:

@@ -44,6 +44,20 @@ options:
     type: list
     elements: dict
     default: []
+    suboptions:
+      path:
+        description: Absolute path of the directory (C(~user/) for a user's home).
+        type: path
+        required: true
+      owner:
+        description: Owner (name or number); unset leaves it.
+        type: str
+      group:
+        description: Group (name or number); unset leaves it.
+        type: str
+      mode:
+        description: Mode as an octal string such as C("0755"); unset leaves it.
+        type: str
   files:
     description: Files whose content may show in a diff.
     type: list
@@ -254,7 +268,9 @@ def _file_options(secret):
 def main():
     module = AnsibleModule(
         argument_spec={
-            "directories": {"type": "list", "elements": "dict", "default": []},
+            "directories": {"type": "list", "elements": "dict", "default": [],
+                            "options": {"path": {"type": "path", "required": True}, "owner": {"type": "str"},
+                                        "group": {"type": "str"}, "mode": {"type": "str"}}},
             "files": {"type": "list", "elements": "dict", "default": [], "options": _file_options(False)},
             # Not secret itself (paths and modes show in results); each entry's content is no_log.
             "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": False,
@@ -268,12 +284,10 @@ def main():
     )
     p = module.params
     check = module.check_mode
-    for item in p["directories"]:
-        item["path"] = os.path.expanduser(str(item["path"]))
     # A ~user path that did not expand names a user the host does not have.
     for path in p["read"] + [i["path"] for key in ("directories", "files", "secrets", "absent") for i in p[key]]:
         if str(path).startswith("~"):
-            module.fail_json(msg="no user named %s on the host (path %s)" % (str(path)[1:].split("/")[0], path))
+            module.fail_json(msg="no user named %s on the host (path %s)" % (str(path)[1:].split("/", maxsplit=1)[0], path))
     changed, before, after = [], [], []
     contents, exists, kept = {}, {}, []
     for path in p["read"]:

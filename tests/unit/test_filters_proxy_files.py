@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.nasai.stack.plugins.filter.proxy_files import docker_client_plan
+from ansible_collections.nasai.stack.plugins.filter.proxy_files import docker_client_plan, transparent_chains
 
 PROXIES = {"httpProxy": "http://p:3128", "httpsProxy": "http://p:3128", "noProxy": "localhost"}
 
@@ -39,3 +39,27 @@ def test_removal_keeps_what_is_not_ours_and_removes_a_file_that_held_only_the_pr
 def test_a_broken_file_fails_naming_it(text):
     with pytest.raises(AnsibleFilterError, match="/h/a"):
         docker_client_plan({"/h/a": text}, ["a"], PROXIES)
+
+
+def test_transparent_chains_as_the_proxy_scenario_checks_them_on_the_host():
+    nat, filt = transparent_chains("NASAI_PROXY", 12345, [80, 443], ["192.0.2.8"], ["10.0.0.0/8", "172.17.0.0/16"],
+                                   [], True, ["docker0", "br-+"])
+    assert nat["table"] == "nat" and nat["chains"]["NASAI_PROXY"] == [
+        "-d 127.0.0.0/8 -j RETURN", "-m addrtype --dst-type LOCAL -j RETURN", "-d 192.0.2.8/32 -j RETURN",
+        "-d 10.0.0.0/8 -j RETURN", "-d 172.17.0.0/16 -j RETURN",
+        "-p tcp -m multiport --dports 80,443 -j REDIRECT --to-ports 12345"]
+    assert nat["chains"]["NASAI_PROXY_OUTPUT"] == ["-m owner --uid-owner redsocks -j RETURN", "-j NASAI_PROXY"]
+    assert nat["jumps"] == [{"chain": "OUTPUT", "target": "NASAI_PROXY_OUTPUT", "match": ""},
+                            {"chain": "PREROUTING", "target": "NASAI_PROXY", "match": "-i docker0"},
+                            {"chain": "PREROUTING", "target": "NASAI_PROXY", "match": "-i br-+"}]
+    assert filt == {"table": "filter", "jumps": [{"chain": "INPUT", "target": "NASAI_PROXY_INPUT", "match": ""}],
+                    "chains": {"NASAI_PROXY_INPUT": [
+                        "-p tcp -m tcp --dport 12345 -m conntrack ! --ctstate DNAT -j DROP"]}}
+
+
+def test_containers_only_leaves_the_host_traffic_and_output_chain_out():
+    nat, _filter = transparent_chains("P", 1, [80], exclude_users=["backup"], host=False, interfaces=["docker0"])
+    assert nat["chains"]["P_OUTPUT"] is None
+    assert nat["jumps"] == [{"chain": "PREROUTING", "target": "P", "match": "-i docker0"}]
+    with_users = transparent_chains("P", 1, [80], exclude_users=["backup"])[0]["chains"]["P_OUTPUT"]
+    assert with_users == ["-m owner --uid-owner redsocks -j RETURN", "-m owner --uid-owner backup -j RETURN", "-j P"]
