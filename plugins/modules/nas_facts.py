@@ -48,6 +48,12 @@ options:
       - It must be absolute, without C(..), and neither the root nor a system directory
         (C(/etc), C(/usr), C(/var), ...); the module fails on anything else before reading it.
     type: path
+  facts_dir:
+    description:
+      - Directory of the collection's local facts (C(nasai_*.fact) files, as the roles record them);
+        their text is returned in C(local_facts), by name without C(.fact), so a role can tell
+        what it recorded on an earlier run without another round trip.
+    type: path
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -84,6 +90,7 @@ ansible_facts:
         package_manager: {name: apt, usable: true,
                           tools: {apt-get: executable, dpkg: executable}}
         python: {version: "3.11.2", executable: /usr/bin/python3, requests: true}
+        local_facts: {nasai_preflight: '{"platform": "openmediavault", ...}'}
 """
 
 import glob
@@ -260,9 +267,19 @@ def data_path_facts(path, root="/"):
             "size_available": stats.f_bavail * stats.f_frsize}
 
 
+def local_facts(directory):
+    """{name: text} of the nasai_*.fact files in `directory` (empty when it is unset or missing)."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(directory, "nasai_*.fact"))) if directory else []:
+        text = read_text(path)
+        if text is not None:
+            found[os.path.basename(path)[:-len(".fact")]] = text
+    return found
+
+
 def main():
     module = AnsibleModule(
-        argument_spec={"data_path": {"type": "path"}},
+        argument_spec={"data_path": {"type": "path"}, "facts_dir": {"type": "path"}},
         supports_check_mode=True,
     )
     found = detect_platform()
@@ -286,6 +303,7 @@ def main():
         "pools": pool_names,
         "package_manager": package_manager(),
         "python": python_facts(),
+        "local_facts": local_facts(module.params["facts_dir"]),
     }
     module.exit_json(changed=False, ansible_facts={"nasai_nas": facts})
 

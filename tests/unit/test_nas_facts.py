@@ -136,3 +136,10 @@ def test_nearest_existing_ends_for_relative_paths_too(path, exists, expected):
     ("/container/data", ""), ("/var/lib/nasai", "")])
 def test_unsafe_data_paths_are_named(path, why):
     assert (why in unsafe_data_path(path)) if why else unsafe_data_path(path) == ""
+
+
+def test_local_facts_are_the_collections_fact_files(tmp_path):
+    (tmp_path / "nasai_preflight.fact").write_text('{"a": 1}\n')
+    (tmp_path / "other.fact").write_text("{}")
+    assert nas_facts.local_facts(str(tmp_path)) == {"nasai_preflight": '{"a": 1}\n'}
+    assert nas_facts.local_facts(str(tmp_path / "missing")) == {} and nas_facts.local_facts(None) == {}
