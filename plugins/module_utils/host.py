@@ -67,3 +67,48 @@ def parse_os_release(text):
     """{KEY: value} of an os-release(5) file's text (quotes removed)."""
     pairs = re.findall(r'(?m)^([A-Z_]+)=("?)(.*?)\2$', text or "")
     return {key: value for key, _quote, value in pairs}
+
+
+def fstab_entry(text, fields, key_index, key, kind=None):
+    """`text` (an fstab) with exactly one line whose field `key_index` is `key` (and, with `kind`,
+    whose type field is `kind`): `fields` (src, path, type, opts, dump, passno) or, with `fields`
+    None, none. Every other line, comments included, stays as it is; an equal line (whatever its
+    spacing) leaves the text unchanged."""
+    def ours(line):
+        parts = line.split()
+        return (len(parts) > max(key_index, 2) and not parts[0].startswith("#") and parts[key_index] == key
+                and (kind is None or parts[2] == kind))
+    lines = text.splitlines(True)
+    kept = [line for line in lines if not ours(line)]
+    if fields is None:
+        return "".join(kept)
+    wanted = " ".join(str(field) for field in fields)
+    if [line.split() for line in lines if ours(line)] == [wanted.split()]:
+        return text
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    return "".join(kept + [wanted + "\n"])
+
+
+def fstab_lines(text, key_index, key, kind=None):
+    """The lines of `text` (an fstab) that fstab_entry would manage for `key`."""
+    return [line for line in text.splitlines()
+            if len(line.split()) > max(key_index, 2) and not line.split()[0].startswith("#")
+            and line.split()[key_index] == key and (kind is None or line.split()[2] == kind)]
+
+
+def write_in_place(path, text):
+    """Replace a file's content atomically, or in place where it cannot be renamed over (a bind mount)."""
+    directory = os.path.dirname(path)
+    staging = os.path.join(directory, ".%s.nasai-new" % os.path.basename(path))
+    try:
+        with open(staging, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if os.path.exists(path):
+            os.chmod(staging, os.stat(path).st_mode & 0o7777)
+        os.rename(staging, path)
+    except OSError:
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)

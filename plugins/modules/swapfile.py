@@ -103,7 +103,8 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of, read_text
+from ansible_collections.nasai.stack.plugins.module_utils.host import (
+    fstab_entry, fstab_lines, mount_of, read_text, write_in_place)
 
 SWAP_MAGIC = (b"SWAPSPACE2", b"SWAP-SPACE")
 UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -178,40 +179,7 @@ def is_active_swap(path, swaps):
 def fstab_with(text, path, opts):
     """`text` (an fstab) with exactly one swap line for `path` (opts `opts`), or none when `opts`
     is None; every other line, comments included, stays as it is."""
-    lines = text.splitlines(True)
-    kept = [line for line in lines if not _is_swap_line(line, path)]
-    if opts is not None:
-        wanted = "%s none swap %s 0 0\n" % (path, opts)
-        ours = [line for line in lines if _is_swap_line(line, path)]
-        if ours == [wanted] or [line.split() for line in ours] == [wanted.split()]:
-            return text
-        if kept and not kept[-1].endswith("\n"):
-            kept[-1] += "\n"
-        kept.append(wanted)
-    return "".join(kept)
-
-
-def _is_swap_line(line, path):
-    fields = line.split()
-    return len(fields) >= 3 and not fields[0].startswith("#") and fields[0] == path and fields[2] == "swap"
-
-
-def write_in_place(path, text):
-    """Replace a file's content atomically, or in place where it cannot be renamed over (a bind mount)."""
-    directory = os.path.dirname(path)
-    staging = os.path.join(directory, ".%s.nasai-new" % os.path.basename(path))
-    try:
-        with open(staging, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        st = os.stat(path) if os.path.exists(path) else None
-        if st is not None:
-            os.chmod(staging, st.st_mode & 0o7777)
-        os.rename(staging, path)
-    except OSError:
-        if os.path.lexists(staging):
-            os.unlink(staging)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    return fstab_entry(text, None if opts is None else [path, "none", "swap", opts, "0", "0"], 0, path, "swap")
 
 
 def filesystem_type(path):
@@ -415,8 +383,8 @@ def main():
         if module.params["state"] == "present":
             opts = "sw" if priority is None else "sw,pri=%d" % priority
         wanted = fstab_with(current, swap.path, opts)
-        before["fstab"] = [line for line in current.splitlines() if _is_swap_line(line, swap.path)]
-        after["fstab"] = [line for line in wanted.splitlines() if _is_swap_line(line, swap.path)]
+        before["fstab"] = fstab_lines(current, 0, swap.path, "swap")
+        after["fstab"] = fstab_lines(wanted, 0, swap.path, "swap")
         if wanted != current:
             swap.act("%s the line of %s in %s" % ("write" if opts else "remove", swap.path, fstab),
                      write_in_place, fstab, wanted)
