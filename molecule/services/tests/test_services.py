@@ -231,6 +231,37 @@ def test_logs_are_collected_centrally(host):
         assert host.file(f"{PROJECT}/data/logs/{name}.log").size > 0, name
 
 
+ECHO = r"""
+import http.server, json
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"xff": self.headers.get_all("X-Forwarded-For"), "real": self.headers.get("X-Real-IP")})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 8090), Echo).serve_forever()
+"""
+
+
+def test_backends_get_the_address_the_proxy_saw_not_a_forged_one(host):
+    """A client's own X-Forwarded-For never reaches a backend: an echo server stands in for the
+    file manager on its port for a moment and shows what the proxy sent."""
+    host.check_output("docker stop nasai-files")
+    try:
+        host.check_output(f"cat > /tmp/nasai-echo.py <<'EOF'\n{ECHO}\nEOF")
+        host.check_output("(setsid python3 /tmp/nasai-echo.py >/dev/null 2>&1 &)")
+        answer = wait_for(lambda: host.run(f"{CURL} -f -H 'X-Forwarded-For: 6.6.6.6' "
+                                           f"-H 'X-Real-IP: 6.6.6.6' https://localhost/files/xff").stdout)
+        assert json.loads(answer) == {"xff": ["127.0.0.1"], "real": "127.0.0.1"}, answer
+    finally:
+        host.run("pkill -f /tmp/nasai-echo.py")
+        host.check_output("docker start nasai-files")
+        assert wait_for(lambda: inspect(host, "nasai-files")["State"]["Health"]["Status"] == "healthy", timeout=60)
+
+
 def test_memory_hog_in_the_file_manager_is_oom_killed_alone(host):
     before = state(host)
     kills = cgroup(host, "nasai-files", "oom")
