@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 
 
 def read_text(path, default=None, limit=1 << 20):
@@ -69,46 +70,63 @@ def parse_os_release(text):
     return {key: value for key, _quote, value in pairs}
 
 
+def _fstab_line_is(line, key_index, key, kind):
+    """Whether an fstab line (not a comment) has `key` in field `key_index` (and type `kind`, when given)."""
+    parts = line.split()
+    return (len(parts) > max(key_index, 2) and not parts[0].startswith("#") and parts[key_index] == key
+            and (kind is None or parts[2] == kind))
+
+
+def fstab_lines(text, key_index, key, kind=None):
+    """The lines of `text` (an fstab) that fstab_entry manages for `key`."""
+    return [line for line in text.splitlines() if _fstab_line_is(line, key_index, key, kind)]
+
+
 def fstab_entry(text, fields, key_index, key, kind=None):
     """`text` (an fstab) with exactly one line whose field `key_index` is `key` (and, with `kind`,
     whose type field is `kind`): `fields` (src, path, type, opts, dump, passno) or, with `fields`
     None, none. Every other line, comments included, stays as it is; an equal line (whatever its
     spacing) leaves the text unchanged."""
-    def ours(line):
-        parts = line.split()
-        return (len(parts) > max(key_index, 2) and not parts[0].startswith("#") and parts[key_index] == key
-                and (kind is None or parts[2] == kind))
     lines = text.splitlines(True)
-    kept = [line for line in lines if not ours(line)]
+    kept = [line for line in lines if not _fstab_line_is(line, key_index, key, kind)]
     if fields is None:
         return "".join(kept)
     wanted = " ".join(str(field) for field in fields)
-    if [line.split() for line in lines if ours(line)] == [wanted.split()]:
+    if [line.split() for line in fstab_lines(text, key_index, key, kind)] == [wanted.split()]:
         return text
     if kept and not kept[-1].endswith("\n"):
         kept[-1] += "\n"
     return "".join(kept + [wanted + "\n"])
 
 
-def fstab_lines(text, key_index, key, kind=None):
-    """The lines of `text` (an fstab) that fstab_entry would manage for `key`."""
-    return [line for line in text.splitlines()
-            if len(line.split()) > max(key_index, 2) and not line.split()[0].startswith("#")
-            and line.split()[key_index] == key and (kind is None or line.split()[2] == kind)]
+def apply_attrs(path, uid, gid, mode):
+    """Set owner, group and mode of `path`; None leaves each as it is."""
+    if uid is not None or gid is not None:
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def write_atomic(path, data, uid=None, gid=None, mode=None):
+    """Write `data` (bytes) to `path` through a temporary file in the same directory and a rename,
+    with owner, group and mode (0600 when None) set before the rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".nasai-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        apply_attrs(tmp, uid, gid, 0o600 if mode is None else mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def write_in_place(path, text):
-    """Replace a file's content atomically, or in place where it cannot be renamed over (a bind mount)."""
-    directory = os.path.dirname(path)
-    staging = os.path.join(directory, ".%s.nasai-new" % os.path.basename(path))
+    """Replace a file's text atomically keeping its mode (0644 for a new one), or in place where it
+    cannot be renamed over (a bind mount)."""
     try:
-        with open(staging, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if os.path.exists(path):
-            os.chmod(staging, os.stat(path).st_mode & 0o7777)
-        os.rename(staging, path)
+        write_atomic(path, text.encode("utf-8"), mode=os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644)
     except OSError:
-        if os.path.lexists(staging):
-            os.unlink(staging)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

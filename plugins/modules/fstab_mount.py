@@ -95,13 +95,12 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nasai.stack.plugins.module_utils.host import (
-    fstab_entry, fstab_lines, read_text, write_in_place)
+    fstab_entry, fstab_lines, mount_of, read_text, write_in_place)
 
 
 def is_mounted(path, mounts_text):
-    """Whether `path` is a mount point in /proc/mounts' text (spaces there are written as \\040)."""
-    wanted = path.replace(" ", "\\040")
-    return any(len(line.split()) > 1 and line.split()[1] == wanted for line in mounts_text.splitlines())
+    """Whether `path` is itself a mount point in /proc/mounts' text."""
+    return mount_of(path, mounts_text)[0] == path
 
 
 def main():
@@ -123,6 +122,8 @@ def main():
     path = os.path.normpath(p["path"])
     if not os.path.isabs(path):
         module.fail_json(msg="path must be absolute, got %r" % p["path"])
+    # fstab writes a space in a path as \\040.
+    key = path.replace(" ", "\\040")
     actions = []
 
     def act(description, func, *args):
@@ -143,9 +144,8 @@ def main():
     current = read_text(p["fstab"], "")
     fields = None
     if p["state"] in ("mounted", "present"):
-        fields = [p["src"].replace(" ", "\\040"), path.replace(" ", "\\040"), p["fstype"], p["opts"], p["dump"],
-                  p["passno"]]
-    wanted = current if p["state"] == "unmounted" else fstab_entry(current, fields, 1, path.replace(" ", "\\040"))
+        fields = [p["src"].replace(" ", "\\040"), key, p["fstype"], p["opts"], p["dump"], p["passno"]]
+    wanted = current if p["state"] == "unmounted" else fstab_entry(current, fields, 1, key)
     line_changed = wanted != current
     if line_changed:
         act("%s the line of %s in %s" % ("write" if fields else "remove", path, p["fstab"]),
@@ -160,7 +160,6 @@ def main():
         elif line_changed:
             act("remount %s" % path, run, "mount", "-o", "remount", path)
 
-    key = path.replace(" ", "\\040")
     module.exit_json(changed=bool(actions), actions=actions, mounted=mounted,
                      diff={"before": "\n".join(fstab_lines(current, 1, key)) + "\n",
                            "after": "\n".join(fstab_lines(wanted, 1, key)) + "\n"})

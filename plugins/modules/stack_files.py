@@ -163,9 +163,10 @@ import hashlib
 import os
 import pwd
 import shutil
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nasai.stack.plugins.module_utils.host import apply_attrs, write_atomic
 
 
 def resolve_id(value, lookup, kind):
@@ -206,13 +207,6 @@ def attrs_differ(st, uid, gid, mode):
     return out
 
 
-def apply_attrs(path, uid, gid, mode):
-    if uid is not None or gid is not None:
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-    if mode is not None:
-        os.chmod(path, mode)
-
-
 def read_bytes(path):
     try:
         with open(path, "rb") as handle:
@@ -238,20 +232,6 @@ def remove(path, recurse, check):
     if not check:
         os.unlink(path)
     return "removed"
-
-
-def write_atomic(path, data, uid, gid, mode):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".nasai-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        apply_attrs(tmp, uid, gid, 0o600 if mode is None else mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _file_options(secret):
