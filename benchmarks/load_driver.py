@@ -15,6 +15,8 @@ AI = ["nasai-ai-1", "nasai-ai-2"]
 BODY = "/tmp/chat.json"
 DIRECT = "http://127.0.0.1:8081"
 PROXY = "https://127.0.0.1:443"
+# A `user` of the services scenario (converge.yml): the proxy lets no request through without a key.
+KEY = "alice-key-0123456789abcdef"
 # HAProxy's httplog: ... TR/Tw/Tc/Tr/Ta status ...
 TIMERS = re.compile(r" (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (\d{3}) ")
 
@@ -68,6 +70,7 @@ def h2load(url, clients, requests, seconds, path="/v1/chat/completions", post=Tr
     log = "/tmp/h2load.log"
     sh(f"rm -f {log}")
     data = f"-d {BODY} -H 'Content-Type: application/json'" if post else ""
+    data += f" -H 'Authorization: Bearer {KEY}'" if url == PROXY else ""
     start = time.monotonic()
     out = sh(f"ulimit -n 65536; timeout {seconds + 30} h2load --h1 -m 1 -t 1 -c {clients} -n {requests} -T {seconds} -N {seconds} "
              f"{data} --log-file={log} {url}{path} 2>&1")
@@ -141,7 +144,8 @@ ctx = ssl.create_default_context(cafile=sys.argv[2])
 def first_token(conn):
     conn.connect()
     start = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json",
+                 "Authorization": "Bearer " + sys.argv[3]})
     resp = conn.getresponse()
     while True:
         line = resp.readline()
@@ -173,7 +177,7 @@ def ttft(n=100):
     (connections, TLS included, set up before the clock starts)."""
     with open("/tmp/ttft.py", "w", encoding="utf-8") as f:
         f.write(TTFT)
-    times = json.loads(sh(f"python3 /tmp/ttft.py {n} {CA}"))
+    times = json.loads(sh(f"python3 /tmp/ttft.py {n} {CA} {KEY}"))
     return statistics.median(times["direct"]), statistics.median(times["proxy"])
 
 

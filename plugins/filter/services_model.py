@@ -214,16 +214,20 @@ def data_dirs(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str]
 
 
 def project_directories(files: Sequence[Mapping[str, Any]], project_dir: str,
-                        data: Sequence[Mapping[str, Any]] = (), tls: bool = False) -> list[dict[str, str]]:
+                        data: Sequence[Mapping[str, Any]] = (), tls: bool = False,
+                        auth: bool = False) -> list[dict[str, str]]:
     """Every directory of the project for stack_files: its own (config/, data/, the private
     secrets/ and tls/), config/<service> of each service with configuration files `files`
-    (config_files) and, with `tls`, the proxy's certificate directory, all root's; then the data
-    directories `data` (data_dirs) with their owners, 0750."""
+    (config_files), with `tls` the proxy's certificate directory and with `auth` the private auth/
+    (the proxy's map of keys), all root's; then the data directories `data` (data_dirs) with their
+    owners, 0750."""
     out = [{"path": project_dir, "mode": "0755"},
            {"path": project_dir + "/config", "mode": "0755"},
            {"path": project_dir + "/data", "mode": "0755"},
            {"path": project_dir + "/secrets", "mode": "0700"},
            {"path": project_dir + "/tls", "mode": "0700"}]
+    if as_bool(auth):
+        out.append({"path": project_dir + "/auth", "mode": "0700"})
     config = [item["service"] for item in files] + (["proxy", "proxy/tls"] if as_bool(tls) else [])
     for sub in dict.fromkeys(config):
         out.append({"path": "%s/config/%s" % (project_dir, sub), "mode": "0755", "owner": "root", "group": "root"})

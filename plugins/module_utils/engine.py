@@ -133,6 +133,10 @@ class Engine:
         self.call("POST", "/containers/%s/stop" % quote(name, safe=""), {"t": str(grace)},
                   ok=(204, 304), timeout=grace + self.timeout)
 
+    def kill(self, name, signal):
+        """Send a signal to the container's main process (a reload, with SIGHUP or SIGUSR2)."""
+        self.call("POST", "/containers/%s/kill" % quote(name, safe=""), {"signal": signal}, ok=(204,))
+
     def remove(self, name):
         """Remove a container; its named volumes and bind-mounted data stay."""
         self.call("DELETE", "/containers/%s" % quote(name, safe=""), {"force": "1", "v": "0"}, ok=(204, 404))

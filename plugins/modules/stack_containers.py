@@ -88,6 +88,15 @@ options:
     description: Seconds to wait for one container to become healthy.
     type: int
     default: 180
+  signals:
+    description:
+      - Signals to send, after the containers converged, to those of O(containers) named here that this
+        call left running as they were (C(name), C(signal) such as C(SIGHUP)); a container just
+        created, recreated or started read its files already. For a reload of files a container
+        reads again on a signal (a reverse proxy's map of users).
+    type: list
+    elements: dict
+    default: []
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -114,7 +123,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 containers:
-  description: Per container, what was done (C(created), C(recreated), C(started), C(unchanged)) and which fields changed.
+  description: Per container, what was done (C(created), C(recreated), C(started), C(signalled), C(unchanged)) and which fields changed.
   returned: always
   type: dict
 actions:
@@ -205,6 +214,7 @@ def main():
             "prune_keep": {"type": "str", "default": "^$"},
             "wait_healthy": {"type": "bool", "default": True},
             "healthy_timeout": {"type": "int", "default": 180},
+            "signals": {"type": "list", "elements": "dict", "default": []},
             "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
@@ -273,6 +283,15 @@ def main():
                 error = wait_healthy(engine, name, p["healthy_timeout"])
                 if error:
                     module.fail_json(msg=error, actions=actions, containers=report)
+
+        for item in p["signals"]:
+            name = item.get("name")
+            if (report.get(name) or {}).get("action") != "unchanged":
+                continue
+            actions.append("signal %s %s" % (item.get("signal"), name))
+            report[name]["action"] = "signalled"
+            if not check:
+                engine.kill(name, item.get("signal"))
 
         if p["prune_label"]:
             wanted = {spec["name"] for spec in p["containers"]}

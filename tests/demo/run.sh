@@ -17,8 +17,10 @@ fi
 ask='import json, ssl, urllib.request
 ctx = ssl.create_default_context(cafile="/srv/dev-disk-by-label-data/container/services/tls/ca.crt")
 body = json.dumps({"messages": [{"role": "user", "content": "Hello NAS"}], "max_tokens": 8}).encode()
+# The admin key the services role generated (root only): no request passes the proxy without a key.
+key = open("/srv/dev-disk-by-label-data/container/services/secrets/user-admin.key").read().strip()
 req = urllib.request.Request("https://localhost/v1/chat/completions", data=body,
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
 answer = json.load(urllib.request.urlopen(req, context=ctx, timeout=60))
 print(answer["model"], answer["usage"])'
 for nas in nas-demo-omv nas-demo-trixie; do

@@ -75,8 +75,10 @@ def test_stack_serves_chat_over_tls_beside_the_vendor_ui(want, host):
         "import json, ssl, sys, urllib.request\n"
         f"ctx = ssl.create_default_context(cafile='{ca}')\n"
         "body = json.dumps({'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 4, 'ignore_eos': True}).encode()\n"
+        # The admin's key, generated on the NAS: the proxy lets no request through without one.
+        f"key = open('{want['data']}/services/secrets/user-admin.key').read().strip()\n"
         f"req = urllib.request.Request('https://localhost:{want['https']}/v1/chat/completions', data=body,\n"
-        "                             headers={'Content-Type': 'application/json'})\n"
+        "                             headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + key})\n"
         "sys.stdout.write(urllib.request.urlopen(req, context=ctx, timeout=60).read().decode())\n"
         "for port in sys.argv[1:]:\n"
         "    ui = urllib.request.urlopen(f'http://localhost:{port}/', timeout=5).read()\n"

@@ -1,5 +1,6 @@
 """The services are real: every container healthy under its quotas (read from the cgroup files),
-a chat completion and a token stream through the TLS proxy (HAProxy), the file manager behind auth,
+a chat completion and a token stream through the TLS proxy (HAProxy), users and roles enforced at
+the proxy (keys, 401/403, per-user folders, rotation by reload, brute force slowed), no secret shown,
 logs collected centrally, only the proxy's ports open, an OOM kill confined to the file manager, a
 burst far above the AI core's capacity queued or shed (429/503 + Retry-After) without a restart,
 and disabling a service or bad input never losing data or changing anything."""
@@ -15,6 +16,16 @@ CA = f"{PROJECT}/tls/ca.crt"
 CURL = f"curl -sS --cacert {CA}"
 CONTAINERS = {"nasai-ai-1", "nasai-ai-2", "nasai-files", "nasai-logs", "nasai-proxy"}
 MIB = 1 << 20
+# The users converge.yml defines (bob's key is generated on the NAS: key(host, "bob")).
+KEYS = {"root-admin": "admin-key-0123456789abcdef", "alice": "alice-key-0123456789abcdef",
+        "robot": "robot-key-0123456789abcdef"}
+USERS = [{"name": "root-admin", "role": "admin", "key": KEYS["root-admin"]},
+         {"name": "alice", "role": "user", "key": KEYS["alice"]}, {"name": "bob", "role": "user"},
+         {"name": "robot", "role": "api", "key": KEYS["robot"]}]
+
+
+def bearer(name):
+    return f"-H 'Authorization: Bearer {KEYS[name]}'"
 
 
 def docker_json(host, *args):
@@ -73,13 +84,14 @@ def wait_for(check, timeout=30, every=0.5):
         time.sleep(every)
 
 
-def password(host):
-    return host.file(f"{PROJECT}/secrets/files_password").content_string.strip()
+def key(host, name):
+    """A user's key: given in converge.yml, or generated and kept on the NAS."""
+    return KEYS.get(name) or host.file(f"{PROJECT}/secrets/user-{name}.key").content_string.strip()
 
 
-def chat(host, body):
-    return host.run(f"{CURL} https://localhost/v1/chat/completions -H 'Content-Type: application/json' "
-                    f"-d '{json.dumps(body)}'")
+def chat(host, body, user="alice"):
+    return host.run(f"{CURL} {bearer(user)} https://localhost/v1/chat/completions "
+                    f"-H 'Content-Type: application/json' -d '{json.dumps(body)}'")
 
 
 def test_all_services_run_healthy(host):
@@ -102,7 +114,8 @@ import http.client, json, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[1])
 conn = http.client.HTTPSConnection("localhost", 443, context=ctx, timeout=60)
 conn.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
-             "max_tokens": 96, "ignore_eos": True, "stream": True}), {"Content-Type": "application/json"})
+             "max_tokens": 96, "ignore_eos": True, "stream": True}),
+             {"Content-Type": "application/json", "Authorization": "Bearer " + sys.argv[2]})
 resp = conn.getresponse()
 # Read the chunked body by hand, to see how the proxy cut it: one HTTP chunk per write it made.
 chunks, body = [], b""
@@ -120,7 +133,7 @@ print(json.dumps({"status": resp.status, "type": resp.getheader("Content-Type"),
 
 
 def test_stream_arrives_in_pieces_not_one_buffered_block(host):
-    out = json.loads(host.check_output(f"python3 - {CA} <<'EOF'\n{STREAM}\nEOF"))
+    out = json.loads(host.check_output(f"python3 - {CA} {KEYS['alice']} <<'EOF'\n{STREAM}\nEOF"))
     assert out["status"] == 200 and out["type"].startswith("text/event-stream")
     events = out["events"]
     assert events[-1] == "[DONE]"
@@ -150,18 +163,106 @@ def test_http_redirects_to_https(host):
     assert out == "301 https://localhost/v1/models"
 
 
-def test_file_manager_answers_behind_auth(host):
+def files_status(host, user, method, path, upload=None):
+    """HTTP status of one file manager request through the proxy as `user` (None: no key)."""
+    auth = f"-H 'Authorization: Bearer {key(host, user)}'" if user else ""
+    body = f"-T {upload}" if upload else ""
+    return host.check_output(f"{CURL} -o /dev/null -w '%{{http_code}}' -X {method} {auth} {body} "
+                             f"'https://localhost/files/{path}'")
+
+
+def test_file_manager_gives_each_user_their_own_folder(host):
+    """copyparty's accounts are services_users: the proxy names the user, copyparty trusts it only
+    from the proxy; a user reaches their own folder, an admin every folder, nobody else's."""
     name = f"probe-{time.time_ns()}.txt"
-    url = f"https://localhost/files/{name}"
-    denied = host.run(f"{CURL} -o /dev/null -w '%{{http_code}}' -T /etc/hostname {url}")
-    assert denied.stdout not in ("200", "201")
-    assert not host.file(f"{PROJECT}/data/files/files/{name}").exists
-    stored = host.run(f"{CURL} -f -u admin:{password(host)} -T /etc/hostname {url}")
-    assert stored.rc == 0, stored.stderr
-    assert host.file(f"{PROJECT}/data/files/files/{name}").content_string == \
-        host.file("/etc/hostname").content_string
-    listing = host.check_output(f"{CURL} -f -u admin:{password(host)} 'https://localhost/files/?ls'")
-    assert name in listing
+    files = f"{PROJECT}/data/files/files"
+    assert files_status(host, None, "PUT", f"bob/{name}", "/etc/hostname") == "401"
+    assert files_status(host, "bob", "PUT", f"bob/{name}", "/etc/hostname") in ("200", "201")
+    assert host.file(f"{files}/bob/{name}").content_string == host.file("/etc/hostname").content_string
+    assert files_status(host, "bob", "GET", f"bob/{name}", None) == "200"
+    assert files_status(host, "root-admin", "GET", f"bob/{name}", None) == "200"
+    # Another user's folder: neither read nor write.
+    assert files_status(host, "alice", "GET", f"bob/{name}", None) == "403"
+    assert files_status(host, "alice", "PUT", f"bob/x-{name}", "/etc/hostname") not in ("200", "201")
+    assert not host.file(f"{files}/bob/x-{name}").exists
+    # An API key is not a file manager login.
+    assert files_status(host, "robot", "GET", "", None) == "403"
+    # A forged user name, straight to copyparty on loopback (without the proxy's secret header).
+    direct = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'X-Nasai-User: root-admin' "
+                               f"http://127.0.0.1:8090/files/bob/{name}")
+    assert direct == "403"
+    listing = json.loads(host.check_output(f"{CURL} -f {bearer('alice')} 'https://localhost/files/?ls'"))
+    assert [d["href"] for d in listing["dirs"]] == ["alice/"] and listing["acct"] == "alice"
+
+
+def status_of(host, user, path, method="GET", auth=None):
+    """(status, WWW-Authenticate) of one request through the proxy as `user` (None: no key)."""
+    header = auth or (f"-H 'Authorization: Bearer {key(host, user)}'" if user else "")
+    out = host.check_output(f"{CURL} -o /dev/null -D - -X {method} {header} 'https://localhost{path}'")
+    lines = out.splitlines()
+    challenge = next((line.split(":", 1)[1].strip() for line in lines
+                      if line.lower().startswith("www-authenticate:")), None)
+    return int(lines[0].split()[1]), challenge
+
+
+@pytest.mark.parametrize(("user", "method", "path", "expected"), [
+    (None, "GET", "/v1/models", 401),
+    (None, "GET", "/health", 401),
+    (None, "GET", "/", 401),
+    ("alice", "GET", "/v1/models", 200),
+    ("alice", "GET", "/", 200),
+    ("alice", "GET", "/props", 200),
+    ("alice", "POST", "/props", 403),
+    ("alice", "GET", "/slots", 403),
+    ("bob", "GET", "/slots", 403),
+    ("root-admin", "GET", "/slots", 200),
+    ("robot", "GET", "/v1/models", 200),
+    ("robot", "GET", "/health", 200),
+    ("robot", "GET", "/", 403),
+    ("robot", "GET", "/slots", 403),
+])
+def test_each_role_reaches_what_it_may_and_no_key_reaches_nothing(host, user, method, path, expected):
+    status, challenge = status_of(host, user, path, method)
+    assert status == expected
+    if expected == 401:
+        # A browser asks for the user's name and key.
+        assert challenge and challenge.startswith("Basic realm=")
+
+
+def test_a_browser_signs_in_with_the_name_and_key(host):
+    assert status_of(host, None, "/", auth=f"-u alice:{KEYS['alice']}")[0] == 200
+    # Another user's name with that key, or the right name with a wrong key: refused.
+    assert status_of(host, None, "/", auth=f"-u bob:{KEYS['alice']}")[0] == 401
+    assert status_of(host, None, "/", auth="-u alice:not-the-key-0123456789abc")[0] == 401
+    # The proxy's own health check needs no key.
+    assert host.check_output(f"{CURL} https://localhost/healthz") == "ok"
+
+
+def test_a_generated_key_is_kept_on_the_nas_for_root_only(host):
+    path = host.file(f"{PROJECT}/secrets/user-bob.key")
+    assert path.user == "root" and path.mode == 0o600
+    assert len(path.content_string.strip()) >= 32
+    assert status_of(host, "bob", "/v1/models")[0] == 200
+    # The proxy's map holds hashes, never a key.
+    users_map = host.file(f"{PROJECT}/auth/users.map")
+    assert users_map.mode == 0o600
+    assert not any(k in users_map.content_string for k in [*KEYS.values(), key(host, "bob")])
+
+
+WRONG_KEYS = (f"for i in $(seq 30); do curl -s --cacert {CA} --interface 127.0.0.2 -o /dev/null -w '%{{http_code}} ' "
+              "-H \"Authorization: Bearer wrong-key-$i-0123456789abcdef\" https://127.0.0.1/v1/models; done")
+
+
+def test_wrong_keys_are_slowed_down_per_address(host):
+    """Past services_auth_fail_limit (20 in converge.yml) wrong keys a minute, the proxy answers that
+    address 429, even with a right key, until it slows down; other addresses are not affected."""
+    codes = host.check_output(WRONG_KEYS).split()
+    assert set(codes) == {"401", "429"}, codes
+    assert codes.index("429") >= 20 and set(codes[codes.index("429"):]) == {"429"}, codes
+    right = host.check_output(f"{CURL} --interface 127.0.0.2 -o /dev/null -w '%{{http_code}}' {bearer('alice')} "
+                              "https://127.0.0.1/v1/models")
+    assert right == "429"
+    assert status_of(host, "alice", "/v1/models")[0] == 200
 
 
 @pytest.mark.parametrize(("name", "memory", "cpus", "cpuset", "pids"), [
@@ -189,7 +290,7 @@ def test_services_run_as_non_root_where_possible(host):
     for name in ("nasai-ai-1", "nasai-files", "nasai-logs"):
         uid = host.check_output(f"docker exec {name} id -u")
         assert uid != "0", name
-    # HAProxy's master binds 80/443 as root (capabilities: NET_BIND_SERVICE, SETUID, SETGID only);
+    # HAProxy's master binds 80/443 as root (capabilities: NET_BIND_SERVICE, SETUID, SETGID, KILL only);
     # its worker, which handles every connection, runs as nobody.
     procs = [line.split(None, 3) for line in
              host.check_output("docker top nasai-proxy -o pid,ppid,uid,args").splitlines()[1:]]
@@ -198,7 +299,8 @@ def test_services_run_as_non_root_where_possible(host):
     assert workers and all(p[2] == "65534" for p in workers), procs
     caps = inspect(host, "nasai-proxy")["HostConfig"]
     assert caps["CapDrop"] == ["ALL"]
-    assert {c.removeprefix("CAP_") for c in caps["CapAdd"]} == {"NET_BIND_SERVICE", "SETUID", "SETGID"}
+    # KILL: the master stops the old worker on a reload.
+    assert {c.removeprefix("CAP_") for c in caps["CapAdd"]} == {"NET_BIND_SERVICE", "SETUID", "SETGID", "KILL"}
 
 
 def listening_outside_loopback(host):
@@ -235,7 +337,8 @@ ECHO = r"""
 import http.server, json
 class Echo(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"xff": self.headers.get_all("X-Forwarded-For"), "real": self.headers.get("X-Real-IP")})
+        body = json.dumps({"xff": self.headers.get_all("X-Forwarded-For"), "real": self.headers.get("X-Real-IP"),
+                           "auth": self.headers.get("Authorization"), "user": self.headers.get_all("X-Nasai-User")})
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -246,16 +349,18 @@ http.server.HTTPServer(("127.0.0.1", 8090), Echo).serve_forever()
 """
 
 
-def test_backends_get_the_address_the_proxy_saw_not_a_forged_one(host):
-    """A client's own X-Forwarded-For never reaches a backend: an echo server stands in for the
-    file manager on its port for a moment and shows what the proxy sent."""
+def test_backends_get_the_address_and_user_the_proxy_saw_never_a_key(host):
+    """A client's own X-Forwarded-For or user name never reaches a backend, nor does its key: an
+    echo server stands in for the file manager on its port for a moment and shows what the proxy sent."""
     host.check_output("docker stop nasai-files")
     try:
         host.check_output(f"cat > /tmp/nasai-echo.py <<'EOF'\n{ECHO}\nEOF")
         host.check_output("(setsid python3 /tmp/nasai-echo.py >/dev/null 2>&1 &)")
-        answer = wait_for(lambda: host.run(f"{CURL} -f -H 'X-Forwarded-For: 6.6.6.6' "
-                                           f"-H 'X-Real-IP: 6.6.6.6' https://localhost/files/xff").stdout)
-        assert json.loads(answer) == {"xff": ["127.0.0.1"], "real": "127.0.0.1"}, answer
+        answer = wait_for(lambda: host.run(f"{CURL} -f -H 'X-Forwarded-For: 6.6.6.6' {bearer('alice')} "
+                                           f"-H 'X-Real-IP: 6.6.6.6' -H 'X-Nasai-User: root-admin' "
+                                           f"https://localhost/files/xff").stdout)
+        assert json.loads(answer) == {"xff": ["127.0.0.1"], "real": "127.0.0.1", "auth": None,
+                                      "user": ["alice"]}, answer
     finally:
         host.run("pkill -f /tmp/nasai-echo.py")
         host.check_output("docker start nasai-files")
@@ -285,7 +390,8 @@ CLIENTS, DURATION = int(sys.argv[2]), float(sys.argv[3])
 ctx = ssl.create_default_context(cafile=sys.argv[1])
 body = json.dumps({"messages": [{"role": "user", "content": "burst"}], "max_tokens": 8}).encode()
 request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-           b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+           b"Authorization: Bearer %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+           % (sys.argv[4].encode(), len(body))) + body
 results, errors = [], []
 
 async def one():
@@ -321,7 +427,7 @@ def restarts(host):
 
 def test_burst_above_capacity_is_queued_or_shed_never_a_crash(host):
     before = restarts(host)
-    out = json.loads(host.check_output(f"python3 - {CA} 300 4 <<'EOF'\n{BURST}\nEOF"))
+    out = json.loads(host.check_output(f"python3 - {CA} 300 4 {KEYS['alice']} <<'EOF'\n{BURST}\nEOF"))
     statuses = [status for status, _retry in out["results"]]
     assert out["error_count"] == 0, out["errors"]
     # Every answer is a completion or a deliberate refusal that says when to come back.
@@ -355,7 +461,8 @@ async def post(body, path="/v1/chat/completions"):
     reader, writer = await asyncio.open_connection("127.0.0.1", 443, ssl=ctx, server_hostname="localhost")
     data = json.dumps(body).encode()
     writer.write(b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(data)) + data)
+                 b"Authorization: Bearer %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                 % (path.encode(), sys.argv[3].encode(), len(data)) + data)
     raw = await reader.read()
     writer.close()
     head, _sep, rest = raw.partition(b"\r\n\r\n")
@@ -374,7 +481,7 @@ asyncio.run(main())
 
 
 def test_a_queued_stream_starts_when_a_slot_frees(host):
-    out = json.loads(host.check_output(f"python3 - {CA} 30 <<'EOF'\n{QUEUED_STREAM}\nEOF"))
+    out = json.loads(host.check_output(f"python3 - {CA} 30 {KEYS['alice']} <<'EOF'\n{QUEUED_STREAM}\nEOF"))
     status, body = out["stream"]
     assert status == 200, body[:500]
     events = [line for line in body.splitlines() if line.startswith("data: ")]
@@ -413,8 +520,42 @@ def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge
         assert after[name] == before[name], name
     run = converge(nas_name)
     assert run.rc == 0, run.output
-    listing = host.check_output(f"{CURL} -f -u admin:{password(host)} 'https://localhost/files/?ls'")
+    listing = host.check_output(f"{CURL} -f {bearer('root-admin')} 'https://localhost/files/?ls'")
     assert "keep.txt" in listing
+
+
+def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(converge, host, nas_name):
+    """A changed key works and the old one stops, a removed user's key stops, after the rerun: the
+    proxy re-reads its map (a signal), no container restarts, the AI core least of all. No key shows
+    in that run's -vvv --diff output, in any process's command line or in a world-readable file."""
+    new_key = "alice-rotated-key-0123456789abcdef"
+    users = [dict(u, key=new_key) if u["name"] == "alice" else u for u in USERS if u["name"] != "robot"]
+    before = state(host)
+    secrets = [*KEYS.values(), new_key, key(host, "bob"),
+               host.file(f"{PROJECT}/secrets/files_idp_header").content_string.strip()]
+    try:
+        run = converge(nas_name, {"services_users": users}, "-vvv", "--diff")
+        assert run.rc == 0, run.output[-3000:]
+        # The reload is a signal: the new worker takes over within moments of the run's end.
+        assert wait_for(lambda: status_of(host, None, "/v1/models",
+                                          auth=f"-H 'Authorization: Bearer {new_key}'")[0] == 200, timeout=10)
+        assert status_of(host, "alice", "/v1/models")[0] == 401
+        assert status_of(host, "robot", "/v1/models")[0] == 401
+        assert status_of(host, "root-admin", "/slots")[0] == 200
+        assert state(host) == before, "a container was restarted"
+        shown = [s for s in secrets if s in run.output]
+        assert not shown, f"{len(shown)} secret(s) in the output of converge -vvv --diff"
+        assert not [s for s in secrets if s in host.check_output("ps auxww")]
+        # The patterns for grep -f, in a file only root reads.
+        host.check_output(f"umask 077 && printf '%s\\n' {' '.join(secrets)} > /root/nasai-secrets")
+        readable = host.run("find /etc /container/data -xdev -type f -perm -o=r -print0 "
+                            "| xargs -0 grep -lF -f /root/nasai-secrets")
+        assert readable.stdout == "", readable.stdout
+    finally:
+        host.run("rm -f /root/nasai-secrets")
+        run = converge(nas_name)
+        assert run.rc == 0, run.output[-3000:]
+    assert status_of(host, "alice", "/v1/models")[0] == 200
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -438,21 +579,40 @@ def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, mess
     assert (state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")) == before
 
 
-def test_bridge_mode_serves_the_same_stack(converge, host, nas_name):
-    """Development mode: a user-defined bridge, services found by name, only the proxy published."""
+BRIDGE_NGINX = {"services_network_mode": "bridge", "services_proxy_engine": "nginx",
+                "services_images": {"llama_cpp": "nasai/llama-server:test", "copyparty": "nasai/svc-copyparty:test",
+                                    "nginx": "nasai/svc-nginx:test", "rsyslog": "nasai/svc-rsyslog:test"}}
+
+
+def test_bridge_mode_with_nginx_serves_the_same_stack(converge, host, nas_name):
+    """Development mode, with the other proxy engine: a user-defined bridge, services found by name,
+    only the proxy published, the same users and roles."""
     try:
-        run = converge(nas_name, {"services_network_mode": "bridge"})
+        run = converge(nas_name, BRIDGE_NGINX)
         assert run.rc == 0, run.output
         for name in CONTAINERS:
             config = inspect(host, name)
             assert config["HostConfig"]["NetworkMode"] == "nasai", name
             assert config["State"]["Health"]["Status"] == "healthy", name
-        assert "server ai-2 nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/haproxy.cfg").content_string
+        assert "server nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
         answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}).stdout)
         assert answer["usage"]["completion_tokens"] == 4
         assert listening_outside_loopback(host) == {("tcp", 80), ("tcp", 443)}
-        run = converge(nas_name, {"services_network_mode": "bridge"})
+        # nginx enforces the same users and roles.
+        status, challenge = status_of(host, None, "/v1/models")
+        assert status == 401 and challenge.startswith("Basic realm=")
+        assert [status_of(host, user, path)[0] for user, path in
+                [("alice", "/slots"), ("root-admin", "/slots"), ("robot", "/"), ("robot", "/v1/models"),
+                 ("bob", "/v1/models"), ("robot", "/files/")]] == [403, 200, 403, 200, 200, 403]
+        assert status_of(host, None, "/", auth=f"-u alice:{KEYS['alice']}")[0] == 200
+        assert status_of(host, None, "/", auth=f"-u bob:{KEYS['alice']}")[0] == 401
+        assert files_status(host, "alice", "GET", "bob/", None) == "403"
+        run = converge(nas_name, BRIDGE_NGINX)
         assert run.rc == 0 and run.recap(nas_name)["changed"] == 0, run.output
+        # Wrong keys are slowed down (last: behind Docker's port publishing every client has the
+        # bridge's address, so this address is every client's).
+        codes = host.check_output(WRONG_KEYS).split()
+        assert "429" in codes and codes.index("429") >= 20, codes
     finally:
         run = converge(nas_name)
         assert run.rc == 0, run.output

@@ -1,6 +1,7 @@
-"""The stack's web pages render in a real browser: headless Chromium on this machine opens the chat
-UI (llama-server's own) and the file manager's login page through each NAS's TLS proxy, checks what
-the page shows, and keeps screenshots under .cache/screenshots/ as artefacts.
+"""The stack's web pages render in a real browser: headless Chromium on this machine signs in as the
+stack's admin (user name and key, which the proxy asks for), opens the chat UI (llama-server's own)
+and the file manager through each NAS's TLS proxy, checks what the page shows, and keeps screenshots
+under .cache/screenshots/ as artefacts.
 
 Chromium reaches the NAS container by its address on the scenario network, under the NAS's own name
 (--host-resolver-rules), so the URL is the one the certificate is for. The certificate chain is
@@ -24,6 +25,8 @@ import pytest
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 SHOTS = REPO / ".cache" / "screenshots"
 CA = "/srv/dev-disk-by-label-data/container/services/tls/ca.crt"
+# The admin's key, generated on the NAS (services_users' default).
+ADMIN_KEY = "/srv/dev-disk-by-label-data/container/services/secrets/user-admin.key"
 WINDOW = "1280,800"
 
 
@@ -54,8 +57,9 @@ def local_ca(host, nas_name, tmp_path_factory):
     return path
 
 
-def browse(chromium, nas_name, address, tmp_path, url, *action):
-    """Run headless Chromium on url (https://<nas_name>/... resolved to address); return stdout.
+def browse(chromium, nas_name, address, tmp_path, url, *action, loads=True):
+    """Run headless Chromium on url (https://<nas_name>/... resolved to address); return stdout
+    (with loads=False, stderr, where Chromium says why a page did not load).
 
     Other scenarios on this machine create and remove Docker networks, which Chromium can see as
     a network change in the middle of a page load (net::ERR_NETWORK_CHANGED): only that is retried.
@@ -69,8 +73,17 @@ def browse(chromium, nas_name, address, tmp_path, url, *action):
         if "ERR_NETWORK_CHANGED" not in proc.stderr:
             break
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if not loads:
+        return proc.stderr
     assert "Page load failed" not in proc.stderr, proc.stderr[-3000:]
     return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def signed_in(host, nas_name):
+    """The NAS's https:// URL prefix with the admin's name and key in it (Chromium answers the
+    proxy's Basic challenge with them)."""
+    return f"https://admin:{host.file(ADMIN_KEY).content_string.strip()}@{nas_name}"
 
 
 def title(dom):
@@ -137,8 +150,13 @@ def test_proxy_certificate_verifies_against_the_local_ca(nas_name, nas_address, 
     assert nas_name in names and "localhost" in names and "127.0.0.1" in names
 
 
-def test_chat_ui_renders(chromium, nas_name, nas_address, tmp_path):
-    url = f"https://{nas_name}/"
+def test_without_a_key_the_browser_gets_no_page(chromium, nas_name, nas_address, tmp_path):
+    err = browse(chromium, nas_name, nas_address, tmp_path, f"https://{nas_name}/", "--dump-dom", loads=False)
+    assert "Page load failed: net::ERR_INVALID_AUTH_CREDENTIALS" in err, err[-3000:]
+
+
+def test_chat_ui_renders(chromium, nas_name, nas_address, tmp_path, signed_in):
+    url = f"{signed_in}/"
     dom = browse(chromium, nas_name, nas_address, tmp_path, url, "--dump-dom")
     # llama-server's web UI, loaded through the proxy: a chat page with a prompt box and a button.
     assert "chat" in title(dom).lower(), dom[:2000]
@@ -146,11 +164,12 @@ def test_chat_ui_renders(chromium, nas_name, nas_address, tmp_path):
     screenshot(chromium, nas_name, nas_address, tmp_path, url, "chat")
 
 
-def test_file_manager_login_page_renders(chromium, nas_name, nas_address, tmp_path):
-    url = f"https://{nas_name}/files/"
+def test_file_manager_opens_signed_in(chromium, nas_name, nas_address, tmp_path, signed_in):
+    url = f"{signed_in}/files/"
     dom = browse(chromium, nas_name, nas_address, tmp_path, url, "--dump-dom")
-    assert title(dom).startswith("copyparty"), dom[:2000]
-    # The login form, and no warning about the proxy (copyparty trusts the stack's proxy).
-    assert 'id="lf"' in dom and 'name="uname"' in dom and 'name="cppwd"' in dom, dom[:3000]
+    # copyparty's page, signed in as the user the proxy named: no login form of its own, and no
+    # warning about the proxy (copyparty trusts the stack's proxy).
+    assert re.search(r'acct"?\s*[:=]\s*"admin"', dom), dom[:3000]
+    assert 'name="cppwd"' not in dom, dom[:3000]
     assert "reverse-proxy config" not in dom, dom[:3000]
     screenshot(chromium, nas_name, nas_address, tmp_path, url, "files")

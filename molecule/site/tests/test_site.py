@@ -51,8 +51,10 @@ def test_stack_serves_chat_over_tls(host):
         "import json, ssl, sys, urllib.request\n"
         f"ctx = ssl.create_default_context(cafile='{ca}')\n"
         "body = json.dumps({'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 4, 'ignore_eos': True}).encode()\n"
+        # The admin's key, generated on the NAS: the proxy lets no request through without one.
+        "key = open('/srv/dev-disk-by-label-data/container/services/secrets/user-admin.key').read().strip()\n"
         "req = urllib.request.Request('https://localhost/v1/chat/completions', data=body,\n"
-        "                             headers={'Content-Type': 'application/json'})\n"
+        "                             headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + key})\n"
         "sys.stdout.write(urllib.request.urlopen(req, context=ctx, timeout=60).read().decode())\n"
     )
     answer = json.loads(host.check_output(f"python3 -c {shlex.quote(request)}"))
@@ -151,7 +153,7 @@ def summary(output, name):
     return " ".join(body)
 
 
-def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(converge, trixie, tmp_path):
+def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(converge, omv, trixie, tmp_path):
     before = snapshot(trixie)
     # Swap would be resized first (the swap role runs before services): a late check would show it.
     extra = tmp_path / "broken.yml"
@@ -169,9 +171,11 @@ def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(con
     assert text, run.output[-3000:]
     assert "platform: openmediavault" in text and "changed: nothing" in text
     assert "chat UI: https://nas-site-omv/" in text and "API: https://nas-site-omv/v1" in text
-    assert "file manager: https://nas-site-omv/files/ (user admin)" in text
+    assert "file manager: https://nas-site-omv/files/ (each user their own folder, admins all)" in text
     assert f"CA certificate: {PROJECT}/tls/ca.crt" in text
-    assert f"{PROJECT}/secrets/files_password" in text
+    # Where the generated key is, never the key itself.
+    assert f"keys: generated ones are in {PROJECT}/secrets/user-<name>.key on the NAS (root only), for admin" in text
+    assert omv.file(f"{PROJECT}/secrets/user-admin.key").content_string.strip() not in run.output
     assert "nasai-ai: healthy; memory 256 MiB, 1.5 CPUs" in text
     for name in ("nasai-files", "nasai-logs", "nasai-proxy"):
         assert f"{name}: healthy;" in text, name
