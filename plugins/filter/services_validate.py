@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
 from ansible_collections.nasai.stack.plugins.filter.services_model import SERVICE_FIELDS
+from ansible_collections.nasai.stack.plugins.module_utils.host import unsafe_data_path
 from ansible_collections.nasai.stack.plugins.filter.services_sizing import as_float, as_int, docker_size_bytes
 
 _WHOLE = re.compile(r"^[0-9]+$")
@@ -19,6 +20,17 @@ _CPUS = re.compile(r"^[0-9]*\.?[0-9]+$")
 _CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
 _PIDS = re.compile(r"^(-1|[1-9][0-9]*)$")
 _MEMORY_FIELDS = ("memory", "memory_swap", "memory_reservation")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+# The role variable that feeds a field of the default services, named first in a message (the user
+# set that one, not the field): "services_ai_cpus (services_definitions.ai.cpus) must ...".
+ROLE_VARIABLES = {
+    ("ai", "port"): "services_ai_port", ("ai", "replicas"): "services_ai_replicas",
+    ("ai", "memory"): "services_ai_memory", ("ai", "memory_swap"): "services_ai_memory",
+    ("ai", "cpus"): "services_ai_cpus", ("ai", "cpuset_cpus"): "services_ai_cpuset",
+    ("files", "port"): "services_files_port", ("files", "memory"): "services_files_memory",
+    ("files", "memory_swap"): "services_files_memory", ("logs", "port"): "services_logs_port",
+    ("proxy", "port"): "services_https_port",
+}
 
 
 def _given(service: Mapping[str, Any], field: str) -> bool:
@@ -42,9 +54,14 @@ def _image(var: str, service: Mapping[str, Any]) -> list[str]:
 
 def _port(var: str, service: Mapping[str, Any]) -> list[str]:
     port = service.get("port", "")
-    if _WHOLE.match(str(port)) and 1 <= as_int(port) <= 65535:
-        return []
-    return ["%s.port must be a port number (1-65535), got %s" % (var, service.get("port", "nothing"))]
+    if not (_WHOLE.match(str(port)) and 1 <= as_int(port) <= 65535):
+        return ["%s.port must be a port number (1-65535), got %s" % (var, service.get("port", "nothing"))]
+    replicas = service.get("replicas", 1)
+    # Replica N listens on port + N - 1: the last one must still be a port.
+    if _WHOLE.match(str(replicas)) and as_int(port) + as_int(replicas) - 1 > 65535:
+        return ["%s.port (%s) + %s.replicas (%s) - 1 must stay within 65535: replica N listens on port + N - 1"
+                % (var, port, var, replicas)]
+    return []
 
 
 def _replicas(var: str, service: Mapping[str, Any]) -> list[str]:
@@ -69,6 +86,15 @@ def _memory(var: str, service: Mapping[str, Any]) -> list[str]:
             errors.append("%s.memory_swap (memory + swap) must be at least %s.memory (%s), got %s" % (
                 var, var, service["memory"], service["memory_swap"]))
     return errors
+
+
+def _memory_fits(var: str, service: Mapping[str, Any], memory_bytes: int) -> list[str]:
+    if not _given(service, "memory") or not memory_bytes:
+        return []
+    memory = docker_size_bytes(service["memory"])
+    if memory is None or memory <= memory_bytes:
+        return []
+    return ["%s.memory must not exceed the host's memory (%d MiB), got %s" % (var, memory_bytes >> 20, service["memory"])]
 
 
 def _cpus(var: str, service: Mapping[str, Any], cpu_count: int) -> list[str]:
@@ -105,21 +131,44 @@ _FIELD_CHECKS: tuple[Callable[[str, Mapping[str, Any]], list[str]], ...] = (
 _HOST_CHECKS: tuple[Callable[[str, Mapping[str, Any], int], list[str]], ...] = (_cpus, _cpuset)
 
 
-def service_errors(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str], cpu_count: Any) -> list[str]:
-    """What is wrong with the fields of each enabled service in `names`: unknown fields, image,
-    port, replicas, memory sizes (and memory_swap at least memory), cpus and cpuset_cpus within
-    the host's `cpu_count` CPUs, pids_limit."""
+def _named(message: str, name: str) -> str:
+    """The message with the role variable that feeds its field named first, where there is one."""
+    match = re.match(r"^services_definitions\.%s\.([a-z_]+)" % re.escape(name), message)
+    variable = ROLE_VARIABLES.get((name, match.group(1))) if match else None
+    return "%s (%s" % (variable, message.replace(" ", ") ", 1)) if variable else message
+
+
+def service_errors(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str], cpu_count: Any,
+                   memory_bytes: Any = 0) -> list[str]:
+    """What is wrong with the fields of each enabled service in `names`: its name, unknown fields,
+    image, port (and the last replica's), replicas, memory sizes (memory_swap at least memory,
+    memory within the host's `memory_bytes`), cpus and cpuset_cpus within the host's `cpu_count`
+    CPUs, pids_limit. A message names the role variable that feeds the field, where there is one."""
     cpu_count = as_int(cpu_count)
     errors: list[str] = []
     for name in names:
+        if not _NAME.match(str(name)):
+            errors.append("services_definitions and services_overrides keys must be service names (a lower-case "
+                          "letter, then up to 30 of a-z 0-9 _ -), got %r" % name)
+            continue
         service = definitions[name]
         var = "services_definitions." + name
+        found: list[str] = []
         for check in _FIELD_CHECKS:
-            errors.extend(check(var, service))
+            found.extend(check(var, service))
         for host_check in _HOST_CHECKS:
-            errors.extend(host_check(var, service, cpu_count))
-        errors.extend(_pids_limit(var, service))
+            found.extend(host_check(var, service, cpu_count))
+        found.extend(_memory_fits(var, service, as_int(memory_bytes)))
+        found.extend(_pids_limit(var, service))
+        errors.extend(_named(message, name) for message in found)
     return errors
+
+
+def path_errors(path: Any, variable: str) -> list[str]:
+    """Why `path` cannot be a directory the role creates and hands to a service: relative, with a
+    `..` part, the root or a system directory; the message names `variable`."""
+    why = unsafe_data_path(str(path))
+    return ["%s %s, got %r" % (variable, why, str(path))] if why else []
 
 
 def port_conflicts(ports: Sequence[Mapping[str, Any]], network_mode: str = "host") -> list[str]:
@@ -157,4 +206,5 @@ class FilterModule:
     """nasai.stack's validation filters of the services role."""
 
     def filters(self) -> dict[str, Any]:
-        return {"service_errors": service_errors, "port_conflicts": port_conflicts, "ai_memory_errors": ai_memory_errors}
+        return {"service_errors": service_errors, "port_conflicts": port_conflicts, "ai_memory_errors": ai_memory_errors,
+                "path_errors": path_errors}

@@ -62,6 +62,11 @@ options:
   dropin_dir:
     description: Directory of the unit's drop-ins, whose C(.conf) files are returned.
     type: path
+  files:
+    description: Paths whose absence is reported (such as the TLS files a setting needs).
+    type: list
+    elements: path
+    default: []
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -130,6 +135,10 @@ group_members:
   type: list
 missing_users:
   description: The O(users) that do not exist on the host.
+  returned: always
+  type: list
+missing_files:
+  description: The O(files) that are not regular files on the host.
   returned: always
   type: list
 dropins:
@@ -289,6 +298,7 @@ def main():
             "group": {"type": "str", "default": "docker"},
             "users": {"type": "list", "elements": "str", "default": []},
             "dropin_dir": {"type": "path"},
+            "files": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -362,7 +372,8 @@ def main():
     module.exit_json(changed=False, dropins=dropins, packages=packages, dockerd=dockerd, docker=docker,
                      engine_package=engine_package, service=service, exec_start=exec_start,
                      server=server, config=config, data_root=data_root, os=os_facts,
-                     group_members=members, missing_users=missing_users)
+                     group_members=members, missing_users=missing_users,
+                     missing_files=[path for path in params["files"] if not os.path.isfile(path)])
 
 
 if __name__ == "__main__":

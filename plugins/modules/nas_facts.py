@@ -74,11 +74,16 @@ ansible_facts:
   type: dict
   contains:
     nasai_nas:
-      description: Platform, cpu, memory, architecture, gpu, docker and data_path details.
+      description:
+        - Platform, cpu, memory, architecture, gpu, docker and data_path details.
+        - C(fqdn) and C(lan_ipv4), the address the host reaches other networks from (its default
+          route's source; null without one), name the host in certificates.
       type: dict
       sample:
         platform: {name: openmediavault, version: "7.4.2", appliance: false}
         architecture: x86_64
+        fqdn: omv.home.lan
+        lan_ipv4: 192.168.1.20
         cpu_count: 4
         memory_bytes: 8254390272
         gpu: {present: false, nvidia: false, dri_render_nodes: []}
@@ -99,6 +104,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
@@ -277,6 +283,20 @@ def local_facts(directory):
     return found
 
 
+def lan_ipv4():
+    """The address the host sends from towards other networks (its default route's source), found
+    by routing a UDP socket (nothing is sent); None without a route."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
 def main():
     module = AnsibleModule(
         argument_spec={"data_path": {"type": "path"}, "facts_dir": {"type": "path"}},
@@ -294,6 +314,8 @@ def main():
     facts = {
         "platform": found,
         "architecture": platform.machine(),
+        "fqdn": socket.getfqdn(),
+        "lan_ipv4": lan_ipv4(),
         "cpu_count": cpu_count(),
         "memory_bytes": memory_bytes(),
         "gpu": detect_gpu(),

@@ -32,7 +32,12 @@ attributes:
     support: full
   platform:
     platforms: posix
-options: {}
+options:
+  mount_path:
+    description:
+      - A path to report the mount of (the mount point holding it and its filesystem type), such as
+        where a share is to be mounted.
+    type: path
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -77,12 +82,18 @@ systemd:
   returned: always
   type: bool
   sample: true
+mount:
+  description: The mount holding O(mount_path) (C(point), C(fstype)), from C(/proc/mounts).
+  returned: when O(mount_path) is given
+  type: dict
+  sample: {point: /srv/dev-disk-by-label-data, fstype: ext4}
 """
 
 import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import mount_of
 from ansible_collections.nasai.stack.plugins.module_utils.host import read_text as host_read_text
 
 # Filesystem names and module paths (relative to /lib/modules/<release>/kernel) of each side.
@@ -148,8 +159,12 @@ def support(root="/", release=None):
 
 
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    module.exit_json(changed=False, **support())
+    module = AnsibleModule(argument_spec={"mount_path": {"type": "path"}}, supports_check_mode=True)
+    result = support()
+    if module.params["mount_path"]:
+        point, fstype = mount_of(os.path.normpath(module.params["mount_path"]), host_read_text("/proc/mounts") or "")
+        result["mount"] = {"point": point, "fstype": fstype}
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,13 @@ containers:
     pids_limit:
       description: Maximum number of processes, 0 for none.
       type: int
+    security:
+      description:
+        - What a security audit reads (the CIS Docker Benchmark's container items), C(privileged),
+          C(cap_add), C(cap_drop), C(read_only), C(user), C(no_new_privileges), C(network_mode),
+          C(pid_mode), C(ipc_mode), C(binds) (host paths mounted), C(published) (host ports), and
+          C(healthcheck) (whether it has one).
+      type: dict
 engine_error:
   description: Why the engine could not be read; empty when it answered.
   returned: always
@@ -114,6 +121,33 @@ def summarize(inspected):
         "cpus": (host.get("NanoCpus") or 0) / 1e9,
         "cpuset_cpus": host.get("CpusetCpus") or "",
         "pids_limit": max(int(host.get("PidsLimit") or 0), 0),
+        "security": security(inspected),
+    }
+
+
+def security(inspected):
+    """The container's settings a security audit reads."""
+    host = inspected.get("HostConfig") or {}
+    config = inspected.get("Config") or {}
+    opts = host.get("SecurityOpt") or []
+    binds = [mount.get("Source", "") for mount in inspected.get("Mounts") or [] if mount.get("Type") == "bind"]
+    published = sorted({binding.get("HostPort", "") for bindings in (host.get("PortBindings") or {}).values()
+                        for binding in bindings or []})
+    test = (config.get("Healthcheck") or {}).get("Test") or []
+    return {
+        "privileged": bool(host.get("Privileged")),
+        "cap_add": sorted(host.get("CapAdd") or []),
+        "cap_drop": sorted(host.get("CapDrop") or []),
+        "read_only": bool(host.get("ReadonlyRootfs")),
+        "user": config.get("User") or "",
+        "no_new_privileges": any(opt.replace("=", ":") in ("no-new-privileges:true", "no-new-privileges")
+                                 for opt in opts),
+        "network_mode": host.get("NetworkMode") or "",
+        "pid_mode": host.get("PidMode") or "",
+        "ipc_mode": host.get("IpcMode") or "",
+        "binds": sorted(binds),
+        "published": published,
+        "healthcheck": bool(test) and test[0] != "NONE",
     }
 
 

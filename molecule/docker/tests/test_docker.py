@@ -118,17 +118,23 @@ def test_a_container_runs_from_a_loaded_image(converge, host, nas_name):
     ({"docker_daemon_proxy_http": "proxy.lan:3128"}, "docker_daemon_proxy_http must be empty or a proxy URL"),
     ({"docker_default_address_pools": [{"base": "10.0.0.0", "size": 24}]}, "docker_default_address_pools"),
     ({"docker_tcp_listen": "0.0.0.0:2375"}, "never exposed over TCP without TLS"),
+    # TLS files that are not there: the engine would not start, and no listener drop-in is left.
+    ({"docker_tcp_listen": "127.0.0.1:2376", "docker_tls_cacert": "/etc/nasai/no-ca.pem",
+      "docker_tls_cert": "/etc/nasai/no-cert.pem", "docker_tls_key": "/etc/nasai/no-key.pem"},
+     "needs its TLS files on the host first; missing: /etc/nasai/no-ca.pem"),
     ({"docker_users": ["ghost"]}, "docker_users names users that do not exist"),
     ({"docker_log_max_file": 0}, "docker_log_max_file must be between 1 and 100"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     if host.system_info.codename != "bookworm":
         pytest.skip("input is checked the same way on every release: one NAS is enough")
-    before = daemon_json(host), host.file(DROPIN).content_string, main_pid(host)
+    tcp = host.file("/etc/systemd/system/docker.service.d/nasai-tcp.conf")
+    before = daemon_json(host), host.file(DROPIN).content_string, tcp.exists, main_pid(host)
     run = converge(nas_name, extra)
     assert run.rc != 0
-    assert message in run.output
-    assert (daemon_json(host), host.file(DROPIN).content_string, main_pid(host)) == before
+    # Ansible folds long lines: compare with the output's words.
+    assert message in " ".join(run.output.split())
+    assert (daemon_json(host), host.file(DROPIN).content_string, tcp.exists, main_pid(host)) == before
 
 
 def test_an_option_dockerd_rejects_leaves_the_engine_as_it_was(converge, host, nas_name):

@@ -319,6 +319,18 @@ WORLD_RW = [{"path": "/srv/models", "clients": [{"host": "*", "access": "rw"}]}]
      "access"),
     (EXPORTER, {"nfs_models_exports": []}, "nfs_models_exports must list at least one export"),
     (EXPORTER, {"nfs_models_exports_file": "/etc/exports"}, "nfs_models_exports_file must be a file ending"),
+    # Dangerous input needs an opt-in: root of a client as root here, the root or a system directory.
+    (EXPORTER, {"nfs_models_exports": [
+        {"path": "/srv/models", "clients": [{"host": "10.0.0.0/8", "squash": "no_root_squash"}]}]},
+     "with no_root_squash: root on those clients would be root on these files"),
+    (EXPORTER, {"nfs_models_exports": [{"path": "/", "clients": [{"host": "10.0.0.0/8"}]}]},
+     "nfs_models_exports exports /, the root or a system directory"),
+    (EXPORTER, {"nfs_models_exports": [{"path": "/etc", "clients": [{"host": "10.0.0.0/8"}]}]},
+     "nfs_models_exports exports /etc, the root or a system directory"),
+    (EXPORTER, {"nfs_models_exports": [{"path": "/srv/../etc", "clients": [{"host": "10.0.0.0/8"}]}]},
+     "a path must not contain '..'"),
+    # A local filesystem is mounted there (tmpfs): the share would hide its files.
+    (CLIENT, {"nfs_models_mount_path": "/dev/shm"}, "is where a local tmpfs filesystem is mounted"),
 ])
 def test_bad_input_fails_before_any_change(converge, client, exporter, limit, extra, message):
     before = state(client, exporter)

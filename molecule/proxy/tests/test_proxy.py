@@ -283,9 +283,18 @@ def test_credentials_reach_the_proxy_and_stay_out_of_logs(converge, explicit, pr
         assert run.rc != 0 and "was refused with 40" in run.output
         assert "wrong-pass" not in run.output
         before = proxy_log(proxy, AUTH_LOG).count("verify-nas-proxy-explicit")
-        run = converge(EXPLICIT, dict(creds, proxy_password=secret), "-v")
+        run = converge(EXPLICIT, dict(creds, proxy_password=secret), "-vvv", "--diff")
         assert run.rc == 0, run.output
         assert secret not in run.output
+        # Nowhere another user could read it: not in `systemctl show` (the engine's drop-in names a
+        # root-only environment file), not in a command line, not in a world-readable file in /etc.
+        assert secret not in explicit.check_output("systemctl show docker -p Environment -p EnvironmentFiles")
+        assert explicit.file("/etc/systemd/system/docker.service.d/http-proxy.env").mode == 0o600
+        assert secret in explicit.file("/etc/systemd/system/docker.service.d/http-proxy.env").content_string
+        assert secret not in explicit.check_output("ps auxww")
+        assert explicit.file("/etc/environment").mode == 0o600
+        readable = explicit.run(f"find /etc -xdev -type f -perm -o=r -print0 | xargs -0 grep -lF -- '{secret}'")
+        assert readable.stdout == "", readable.stdout
         assert proxy_log(proxy, AUTH_LOG).count("verify-nas-proxy-explicit") > before
         url = f"http://nasai:{secret}@nas-proxy-tinyproxy:8889"
         profile = explicit.file("/etc/profile.d/nasai-proxy.sh")
@@ -297,6 +306,8 @@ def test_credentials_reach_the_proxy_and_stay_out_of_logs(converge, explicit, pr
         run = converge(EXPLICIT)
         assert run.rc == 0, run.output
     assert secret not in explicit.file("/etc/environment").content_string
+    assert explicit.file("/etc/environment").mode == 0o644
+    assert not explicit.file("/etc/systemd/system/docker.service.d/http-proxy.env").exists
 
 
 def test_docker_client_config_keeps_other_keys(converge, explicit):
@@ -334,6 +345,9 @@ BAD_INPUT = [
     ({"proxy_http": ""}, "proxy_http must be set when proxy_state is present"),
     ({"proxy_mode": "magic"}, "proxy_mode"),
     ({"proxy_transparent_chain": "nasai-proxy"}, "proxy_transparent_chain must be"),
+    # The role removes its chains by name: Docker's and the built-in ones are refused.
+    ({"proxy_transparent_chain": "DOCKER"}, "proxy_transparent_chain must not name one of Docker's chains"),
+    ({"proxy_transparent_chain": "INPUT"}, "proxy_transparent_chain must not name a built-in chain"),
 ]
 
 
@@ -344,7 +358,8 @@ def test_bad_input_fails_before_any_change(converge, transparent, extra, message
     run = converge(TRANSPARENT, dict({"proxy_transparent_redsocks_port": 12399,
                                       "proxy_transparent_exclude": ["10.0.0.0/8"]}, **extra))
     assert run.rc != 0
-    assert message in run.output
+    # Ansible folds long lines: compare with the output's words.
+    assert message in " ".join(run.output.split())
     assert run.recap(TRANSPARENT)["changed"] == 0
     assert (firewall_without_counters(transparent), transparent.check_output(f"md5sum {files}")) == before
 

@@ -6,8 +6,11 @@ burst far above the AI core's capacity queued or shed (429/503 + Retry-After) wi
 and disabling a service or bad input never losing data or changing anything."""
 
 import json
+import os
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,6 +159,81 @@ def test_requests_are_balanced_over_the_ai_replicas(host):
         assert chat(host, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2}).rc == 0
     after = {port: tasks(port) for port in (8081, 8082)}
     assert all(after[p] > before[p] for p in after), (before, after)
+
+
+# The local CA's key stays on the controller (services_tls_ca_key_path: next to the inventory).
+CA_KEY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "inventory" / ".nasai-ca" / "nas-services-ca.key"
+
+
+def openssl(*args, stdin=None):
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True, check=False)
+
+
+def test_the_ca_key_stays_off_the_nas_and_the_ca_signs_only_the_stack_s_names(host, tmp_path):
+    assert not host.file(f"{PROJECT}/tls/ca.key").exists
+    keys = host.run(f"grep -rl 'PRIVATE KEY' {PROJECT}").stdout.split()
+    assert keys == [f"{PROJECT}/config/proxy/tls/server.key"], keys
+    assert CA_KEY.is_file() and CA_KEY.stat().st_mode & 0o777 == 0o600
+    ca = tmp_path / "ca.crt"
+    ca.write_text(host.file(CA).content_string)
+    # With the CA's own key, a certificate for another site does not verify: the CA is constrained.
+    results = {}
+    for name in ("nas-services", "bank.example.com"):
+        key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+                "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}", "-out", str(tmp_path / "req.csr"))
+        openssl("x509", "-req", "-in", str(tmp_path / "req.csr"), "-CA", str(ca), "-CAkey", str(CA_KEY),
+                "-days", "2", "-copy_extensions", "copy", "-out", str(crt))
+        results[name] = openssl("verify", "-CAfile", str(ca), str(crt))
+    assert results["nas-services"].returncode == 0, results["nas-services"].stdout + results["nas-services"].stderr
+    assert results["bank.example.com"].returncode != 0
+    assert "permitted subtree violation" in results["bank.example.com"].stdout + results["bank.example.com"].stderr
+
+
+def served_certificate_end(host):
+    """notAfter of the certificate the proxy serves on 443."""
+    return host.check_output("openssl s_client -connect localhost:443 -servername localhost </dev/null 2>/dev/null "
+                             "| openssl x509 -noout -enddate").split("=", 1)[1]
+
+
+def test_a_certificate_about_to_expire_is_renewed_on_the_next_run(converge, host, nas_name, tmp_path):
+    crt_path = f"{PROJECT}/config/proxy/tls/server.crt"
+    key = tmp_path / "server.key"
+    key.write_text(host.file(f"{PROJECT}/config/proxy/tls/server.key").content_string)
+    key.chmod(0o600)
+    current, ca = tmp_path / "current.crt", tmp_path / "ca.crt"
+    current.write_text(host.file(crt_path).content_string)
+    ca.write_text(host.file(CA).content_string)
+    # The same names and key, signed by the same CA, valid for one more day only.
+    req = openssl("x509", "-x509toreq", "-in", str(current), "-signkey", str(key), "-copy_extensions", "copy")
+    short = openssl("x509", "-req", "-CA", str(ca), "-CAkey", str(CA_KEY), "-days", "1", "-copy_extensions", "copy",
+                    stdin=req.stdout)
+    assert short.returncode == 0, short.stderr
+    host.check_output(f"cat > {crt_path} <<'EOF'\n{short.stdout}EOF")
+    host.check_output("docker restart nasai-proxy")
+    assert wait_for(lambda: inspect(host, "nasai-proxy")["State"]["Health"]["Status"] == "healthy", timeout=60)
+    ending = served_certificate_end(host)
+    run = converge(nas_name)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap(nas_name)["changed"] > 0
+    renewed = host.check_output(f"openssl x509 -in {crt_path} -noout -checkend {300 * 86400} && echo fine")
+    assert renewed.endswith("fine")
+    assert wait_for(lambda: served_certificate_end(host) != ending, timeout=30)
+    # The renewed certificate still verifies against the same CA.
+    assert host.run(f"openssl verify -CAfile {CA} {crt_path}").rc == 0
+
+
+@pytest.mark.parametrize(("args", "accepted"), [
+    ("-tls1_1", False),
+    # CBC ciphers the server's (ECDSA) key could do, which OpenSSL's own defaults still allow.
+    ("-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA", False),
+    ("-tls1_2 -cipher ECDHE-ECDSA-AES256-SHA384", False),
+    ("-tls1_2", True),
+    ("-tls1_3", True),
+])
+def test_only_modern_tls_is_offered(host, args, accepted):
+    out = host.run(f"openssl s_client -connect localhost:443 {args} </dev/null 2>&1")
+    assert ("Cipher is (NONE)" not in out.stdout and out.rc == 0) == accepted, out.stdout[-1500:]
 
 
 def test_http_redirects_to_https(host):
@@ -322,6 +400,64 @@ def listening_outside_loopback(host):
 
 def test_only_the_proxy_ports_listen_outside_loopback(host):
     assert listening_outside_loopback(host) == {("tcp", 80), ("tcp", 443)}
+
+
+# A client on the scenario network probes the NAS's TCP ports (all of them, or a list): "open"
+# (connected), "dropped" (no answer within 1.5 s: a firewall DROP); a refused port is neither.
+SCAN = r"""
+import asyncio, json, sys
+HOST, PORTS = sys.argv[1], sys.argv[2]
+ports = range(1, 65536) if PORTS == "all" else [int(p) for p in PORTS.split(",")]
+
+async def probe(port, gate):
+    async with gate:
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1.5)
+            writer.close()
+            return port, "open"
+        except asyncio.TimeoutError:
+            return port, "dropped"
+        except OSError:
+            return port, "refused"
+
+async def main():
+    gate = asyncio.Semaphore(500)
+    found = await asyncio.gather(*(probe(port, gate) for port in ports))
+    print(json.dumps({kind: [p for p, k in found if k == kind] for kind in ("open", "dropped")}))
+
+asyncio.run(main())
+"""
+# converge.yml allows 192.168.208.128/25 of the scenario network (192.168.208.0/24).
+ALLOWED_CLIENT, DENIED_CLIENT = "192.168.208.200", "192.168.208.50"
+
+
+def scan(nas_name, client, ports="all"):
+    """What a client container at address `client` on the scenario network finds on the NAS."""
+    nas = json.loads(subprocess.run(["docker", "inspect", nas_name], capture_output=True, text=True,
+                                    check=True).stdout)[0]
+    address = nas["NetworkSettings"]["Networks"]["nasai-services"]["IPAddress"]
+    proc = subprocess.run(["docker", "run", "--rm", "--network", "nasai-services", "--ip", client,
+                           "--entrypoint", "python3", "nasai/nas:bookworm", "-c", SCAN, address, ports],
+                          capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_only_the_allowed_network_reaches_the_proxy_and_no_other_port_answers(host, nas_name):
+    """Host network mode: from the allowed range only 80 and 443 answer; from elsewhere those two
+    are dropped, and every other port of the 65535 is closed either way."""
+    assert scan(nas_name, ALLOWED_CLIENT) == {"open": [80, 443], "dropped": []}
+    assert scan(nas_name, DENIED_CLIENT) == {"open": [], "dropped": [80, 443]}
+
+
+def test_the_firewall_comes_back_at_boot(host, nas_name):
+    """The unit that restores the chains at boot brings them back after they were flushed away."""
+    assert host.service("nasai-services-firewall.service").is_enabled
+    host.check_output("iptables -D INPUT -j NASAI_EXPOSE && iptables -F NASAI_EXPOSE && iptables -X NASAI_EXPOSE")
+    assert scan(nas_name, DENIED_CLIENT, "443") == {"open": [443], "dropped": []}
+    host.check_output("systemctl restart nasai-services-firewall.service")
+    assert scan(nas_name, DENIED_CLIENT, "443") == {"open": [], "dropped": [443]}
+    # Restored exactly as the role left it: a rerun finds nothing to change.
+    assert "-A INPUT -j NASAI_EXPOSE" in host.check_output("iptables -S INPUT")
 
 
 def test_logs_are_collected_centrally(host):
@@ -559,8 +695,18 @@ def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(con
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ({"services_files_memory": "lots"}, "services_definitions.files.memory must be a Docker size"),
-    ({"services_ai_cpus": 4096}, "services_definitions.ai.cpus must not exceed the host's"),
+    ({"services_files_memory": "lots"}, "services_files_memory (services_definitions.files.memory) must be a Docker size"),
+    ({"services_ai_cpus": 4096}, "services_ai_cpus (services_definitions.ai.cpus) must not exceed the host's"),
+    # Dangerous input: more memory than the host has, a port past 65535 for the last replica, a
+    # service name or a path that climbs out, the root or a system directory as a data or model path.
+    ({"services_ai_memory": "4096g"}, "services_ai_memory (services_definitions.ai.memory) must not exceed the host's memory"),
+    ({"services_ai_port": 65535}, "services_ai_port (services_definitions.ai.port) (65535) + services_definitions.ai.replicas (2)"),
+    ({"services_overrides": {"../x": {"image": "x", "port": 1}}}, "keys must be service names"),
+    ({"services_data_path": "/container/../etc"}, "services_data_path must not contain '..'"),
+    ({"services_project_dir": "/"}, "services_project_dir must not be the root or a system directory"),
+    ({"services_models_volume": "/etc"}, "services_models_volume must not be the root or a system directory"),
+    ({"services_users": [{"name": "eve", "role": "user", "key": "short"}]}, "services_users[0].key (user eve) must be 24 to 256"),
+    ({"services_allowed_networks": ["lan"]}, "services_allowed_networks must be IPv4 networks"),
     ({"services_overrides": {"files": {"cpuset_cpus": "0-4095"}}},
      "services_definitions.files.cpuset_cpus must stay within the host's CPUs 0-"),
     ({"services_files_port": 8082}, "port 8082/tcp is used by more than one container"),
@@ -572,11 +718,19 @@ def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(con
     ({"services_ai_cache_ram": -1}, "services_ai_cache_ram must be 0 (off)"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
-    before = state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")
+    before = snapshot(host)
     run = converge(nas_name, extra)
     assert run.rc != 0
-    assert message in run.output, run.output[-2000:]
-    assert (state(host), host.check_output(f"find {PROJECT}/config -type f -exec md5sum {{}} +")) == before
+    # Ansible folds long lines: compare with the output's words.
+    assert message in " ".join(run.output.split()), run.output[-2000:]
+    assert snapshot(host) == before
+
+
+def snapshot(host):
+    """The containers, the stack's files but its data (checksums, modes, owners) and the firewall."""
+    files = host.check_output(f"find {PROJECT} /etc/nasai -path {PROJECT}/data -prune -o -printf '%p %m %u %s\\n' "
+                              f"-type f -exec md5sum {{}} + | sort")
+    return state(host), files, host.check_output("iptables -S")
 
 
 BRIDGE_NGINX = {"services_network_mode": "bridge", "services_proxy_engine": "nginx",
@@ -607,6 +761,10 @@ def test_bridge_mode_with_nginx_serves_the_same_stack(converge, host, nas_name):
         assert status_of(host, None, "/", auth=f"-u alice:{KEYS['alice']}")[0] == 200
         assert status_of(host, None, "/", auth=f"-u bob:{KEYS['alice']}")[0] == 401
         assert files_status(host, "alice", "GET", "bob/", None) == "403"
+        # Docker's port publishing never meets INPUT: DOCKER-USER's chain guards it.
+        ports = "80,443,8081,8082,8090"
+        assert scan(nas_name, ALLOWED_CLIENT, ports) == {"open": [80, 443], "dropped": []}
+        assert scan(nas_name, DENIED_CLIENT, ports) == {"open": [], "dropped": [80, 443]}
         run = converge(nas_name, BRIDGE_NGINX)
         assert run.rc == 0 and run.recap(nas_name)["changed"] == 0, run.output
         # Wrong keys are slowed down (last: behind Docker's port publishing every client has the
