@@ -19,7 +19,8 @@ SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 def _row(item: str, title: str, ok: bool, detail: str = "", accepted: str = "") -> dict[str, str]:
     status = "pass" if ok else ("accepted" if accepted else "fail")
-    return {"item": item, "title": title, "status": status, "detail": accepted if status == "accepted" else detail}
+    why = {"pass": "", "accepted": accepted, "fail": detail}[status]
+    return {"item": item, "title": title, "status": status, "detail": why}
 
 
 def _caps(cap: str) -> str:

@@ -128,7 +128,8 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
                 "tmpfs": service.get("tmpfs", []),
                 "security_opts": (["no-new-privileges:true"] if as_bool(service.get("no_new_privileges", True))
                                   else []) + list(service.get("security_opts") or []),
-                "cap_drop": service.get("cap_drop", []),
+                # Every capability dropped unless a service says otherwise (cap_add gives back what it needs).
+                "cap_drop": service.get("cap_drop", ["ALL"]),
                 "cap_add": service.get("cap_add", []),
                 "log_driver": log_driver,
                 "log_options": log_options,

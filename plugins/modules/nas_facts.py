@@ -78,12 +78,16 @@ ansible_facts:
         - Platform, cpu, memory, architecture, gpu, docker and data_path details.
         - C(fqdn) and C(lan_ipv4), the address the host reaches other networks from (its default
           route's source; null without one), name the host in certificates.
+        - C(listening), the TCP ports something listens on beyond loopback, with the program
+          (C(process), C(pid)) and whether it runs in a container (another PID namespace, or
+          Docker's port forwarder), so that ports the NAS's own web UI holds are known.
       type: dict
       sample:
         platform: {name: openmediavault, version: "7.4.2", appliance: false}
         architecture: x86_64
         fqdn: omv.home.lan
         lan_ipv4: 192.168.1.20
+        listening: [{port: 443, process: nginx, pid: 812, container: false}]
         cpu_count: 4
         memory_bytes: 8254390272
         gpu: {present: false, nvidia: false, dri_render_nodes: []}
@@ -297,6 +301,42 @@ def lan_ipv4():
     return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
+def listening_tcp(root="/"):
+    """[{port, process, pid, container}] of the TCP sockets listening beyond loopback, sorted by port."""
+    inodes = {}
+    for name, loopback in (("tcp", "0100007F"), ("tcp6", "00000000000000000000000001000000")):
+        for line in (read_text(os.path.join(root, "proc/net", name)) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":
+                continue
+            address, port = fields[1].rsplit(":", 1)
+            if address != loopback:
+                inodes[fields[9]] = int(port, 16)
+    owners = {}
+    host_pid_ns = _readlink(os.path.join(root, "proc/1/ns/pid"))
+    for pid in (entry for entry in os.listdir(os.path.join(root, "proc")) if entry.isdigit()):
+        base = os.path.join(root, "proc", pid)
+        try:
+            links = [_readlink(os.path.join(base, "fd", fd)) for fd in os.listdir(os.path.join(base, "fd"))]
+        except OSError:
+            continue
+        for link in links:
+            inode = link[8:-1] if link.startswith("socket:[") else None
+            if inode in inodes and inode not in owners:
+                comm = (read_text(os.path.join(base, "comm")) or "?").strip()
+                container = comm == "docker-proxy" or _readlink(os.path.join(base, "ns/pid")) != host_pid_ns
+                owners[inode] = {"port": inodes[inode], "process": comm, "pid": int(pid), "container": container}
+    found = {(item["port"], item["process"]): item for item in owners.values()}
+    return sorted(found.values(), key=lambda item: (item["port"], item["process"]))
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
 def main():
     module = AnsibleModule(
         argument_spec={"data_path": {"type": "path"}, "facts_dir": {"type": "path"}},
@@ -316,6 +356,7 @@ def main():
         "architecture": platform.machine(),
         "fqdn": socket.getfqdn(),
         "lan_ipv4": lan_ipv4(),
+        "listening": listening_tcp(),
         "cpu_count": cpu_count(),
         "memory_bytes": memory_bytes(),
         "gpu": detect_gpu(),

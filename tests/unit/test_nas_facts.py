@@ -143,3 +143,27 @@ def test_local_facts_are_the_collections_fact_files(tmp_path):
     (tmp_path / "other.fact").write_text("{}")
     assert nas_facts.local_facts(str(tmp_path)) == {"nasai_preflight": '{"a": 1}\n'}
     assert nas_facts.local_facts(str(tmp_path / "missing")) == {} and nas_facts.local_facts(None) == {}
+
+
+def test_listening_ports_beyond_loopback_name_their_program_and_whether_it_is_a_container(tmp_path):
+    proc = tmp_path / "proc"
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (proc / "net").mkdir(parents=True)
+    # 0.0.0.0:443 LISTEN (inode 11), 127.0.0.1:8081 LISTEN (12, loopback: left out),
+    # 0.0.0.0:8443 LISTEN (13), 0.0.0.0:22 ESTABLISHED (14, not listening).
+    (proc / "net" / "tcp").write_text(header + "".join(
+        f"   0: {address}:{port:04X} 00000000:0000 {state} 0:0 0:0 0 0 0 {inode} 1\n"
+        for address, port, state, inode in (("00000000", 443, "0A", 11), ("0100007F", 8081, "0A", 12),
+                                            ("00000000", 8443, "0A", 13), ("00000000", 22, "01", 14))))
+    (proc / "net" / "tcp6").write_text(header)
+    for pid, comm, inode, pid_ns in ((1, "systemd", None, "pid:[1]"), (80, "nginx", 11, "pid:[1]"),
+                                     (90, "haproxy", 13, "pid:[2]")):
+        (proc / str(pid) / "fd").mkdir(parents=True)
+        (proc / str(pid) / "ns").mkdir()
+        (proc / str(pid) / "comm").write_text(comm + "\n")
+        (proc / str(pid) / "ns" / "pid").symlink_to(pid_ns)
+        if inode:
+            (proc / str(pid) / "fd" / "3").symlink_to(f"socket:[{inode}]")
+    assert nas_facts.listening_tcp(str(tmp_path)) == [
+        {"port": 443, "process": "nginx", "pid": 80, "container": False},
+        {"port": 8443, "process": "haproxy", "pid": 90, "container": True}]

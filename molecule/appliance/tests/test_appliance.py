@@ -96,6 +96,18 @@ def test_check_diff_reports_no_change(converge):
         assert run.recap(name)["changed"] == 0, run.output[-3000:]
 
 
+def test_a_port_the_vendor_ui_holds_stops_preflight_with_the_fix(converge):
+    """DSM's own web server holds 443: asked for it, preflight stops the NAS before any change and
+    names the port, the variable, the program and a free port instead."""
+    dsm = "nas-appliance-dsm"
+    run = converge(dsm, {"services_https_port": 443})
+    assert run.rc != 0
+    assert run.recap(dsm)["changed"] == 0
+    said = " ".join(run.output.split())
+    assert "port 443 (services_https_port) is held by vendor-webui (pid" in said, run.output[-3000:]
+    assert "Set that variable to a free port, such as" in said
+
+
 @pytest.fixture(scope="module")
 def unraid():
     return testinfra.get_host(f"docker://{UNRAID}")

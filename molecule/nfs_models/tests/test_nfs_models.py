@@ -320,7 +320,7 @@ WORLD_RW = [{"path": "/srv/models", "clients": [{"host": "*", "access": "rw"}]}]
     (EXPORTER, {"nfs_models_exports": []}, "nfs_models_exports must list at least one export"),
     (EXPORTER, {"nfs_models_exports_file": "/etc/exports"}, "nfs_models_exports_file must be a file ending"),
     # Dangerous input needs an opt-in: root of a client as root here, the root or a system directory.
-    (EXPORTER, {"nfs_models_exports": [
+    (EXPORTER, {"nfs_models_export_allow_no_root_squash": False, "nfs_models_exports": [
         {"path": "/srv/models", "clients": [{"host": "10.0.0.0/8", "squash": "no_root_squash"}]}]},
      "with no_root_squash: root on those clients would be root on these files"),
     (EXPORTER, {"nfs_models_exports": [{"path": "/", "clients": [{"host": "10.0.0.0/8"}]}]},

@@ -516,6 +516,22 @@ def test_memory_hog_in_the_file_manager_is_oom_killed_alone(host):
         assert wait_for(lambda n=name: inspect(host, n)["State"]["Health"]["Status"] == "healthy"), name
 
 
+def test_an_unhealthy_container_is_restarted_by_autoheal(host):
+    """A replica whose process hangs (stopped from the NAS) fails its health check; the engine only
+    marks it unhealthy, and the autoheal timer restarts it."""
+    timer = host.service("nasai-autoheal.timer")
+    assert timer.is_enabled and timer.is_running
+    before = inspect(host, "nasai-ai-2")["State"]
+    host.check_output(f"kill -STOP {before['Pid']}")
+    try:
+        assert wait_for(lambda: inspect(host, "nasai-ai-2")["State"]["Health"]["Status"] == "unhealthy", timeout=90)
+        assert wait_for(lambda: inspect(host, "nasai-ai-2")["State"]["StartedAt"] != before["StartedAt"], timeout=90)
+    finally:
+        host.run(f"kill -CONT {before['Pid']}")
+    assert wait_for(lambda: inspect(host, "nasai-ai-2")["State"]["Health"]["Status"] == "healthy", timeout=90)
+    assert "restarted nasai-ai-2: its health check failed" in host.check_output("journalctl -t nasai-autoheal --no-pager")
+
+
 # A burst far above the AI core's capacity (2 replicas x 4 requests in flight + a queue of 32, set
 # in converge.yml): CLIENTS clients on loopback, each sending chat completions one after another
 # over new TLS connections until DURATION seconds are over. Prints each response's status and

@@ -3,6 +3,7 @@ containers reach the outside through the proxy role's environment; a NAS with a 
 before any change while the other goes on; each run ends with one summary per NAS."""
 
 import json
+import re
 import shlex
 import time
 import uuid
@@ -194,3 +195,16 @@ def test_max_fail_percentage_zero_stops_the_fleet_at_the_checks(converge, omv, t
     assert "PLAY [Deploy the stack" not in run.output, run.output[-3000:]
     assert run.recap(TRIXIE)["failed"] == 1 and run.recap(OMV)["changed"] == 0
     assert {OMV: snapshot(omv), TRIXIE: snapshot(trixie)} == before
+
+
+def test_cis_docker_benchmark_audit_passes_on_the_converged_fleet(converge):
+    """playbooks/audit.yml: the engine's and every container's CIS items pass, or are accepted with
+    the stack's reason (host network mode, the proxy's root master and ports); none fails."""
+    run = converge("nas", None, playbook="../../playbooks/audit.yml")
+    assert run.rc == 0, run.output[-4000:]
+    words = " ".join(run.output.split())
+    for name in (OMV, TRIXIE):
+        assert run.recap(name)["failed"] == 0
+    assert re.search(r"\b\d+ pass, \d+ accepted, 0 fail\b", words), run.output[-4000:]
+    for item in ("2.15", "2.14", "5.3", "5.12", "5.25", "5.31"):
+        assert f"pass {item} " in words, item
