@@ -37,8 +37,10 @@ def test_data_path_and_checks(recorded, host):
     assert not host.file("/srv/nasai/data").exists
     assert recorded["data_path"] == "/srv/nasai/data"
     assert recorded["data_fstype"] == host.check_output("stat -f -c %T /").replace("overlayfs", "overlay")
+    # ports: nothing outside the containers holds the stack's HTTPS/HTTP ports.
     assert recorded["checks"] == {"cpu": True, "memory": True, "disk": True, "architecture": True,
-                                  "platform": True, "gpu": False, "engine": True, "data_path": True}
+                                  "platform": True, "gpu": False, "engine": True, "data_path": True,
+                                  "ports": True}
     assert recorded["gpu"] == {"present": False, "nvidia": False, "dri_render_nodes": []}
 
 
