@@ -48,6 +48,12 @@ class PlaybookRun:
         self.rc = proc.returncode
         self.output = proc.stdout + proc.stderr
 
+    @property
+    def said(self):
+        """The output with Ansible's line folding undone (words joined by single spaces), to find
+        a message in it."""
+        return " ".join(self.output.split())
+
     def recap(self, name):
         """The PLAY RECAP counters of one host, e.g. {'ok': 5, 'changed': 0, ...}."""
         for line in self.output.splitlines():

@@ -103,9 +103,8 @@ def test_a_port_the_vendor_ui_holds_stops_preflight_with_the_fix(converge):
     run = converge(dsm, {"services_https_port": 443})
     assert run.rc != 0
     assert run.recap(dsm)["changed"] == 0
-    said = " ".join(run.output.split())
-    assert "port 443 (services_https_port) is held by vendor-webui (pid" in said, run.output[-3000:]
-    assert "Set that variable to a free port, such as" in said
+    assert "port 443 (services_https_port) is held by vendor-webui (pid" in run.said, run.output[-3000:]
+    assert "Set that variable to a free port, such as" in run.said
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_stopped_engine_is_reported_not_started(converge, dsm):
     try:
         run = converge(DSM)
         assert run.rc != 0
-        assert "is installed but not answering (docker.service is inactive (dead))" in " ".join(run.output.split())
+        assert "is installed but not answering (docker.service is inactive (dead))" in run.said
         assert dsm.check_output("systemctl is-active docker || true") == "inactive"
     finally:
         dsm.check_output("systemctl start docker.socket docker.service")

@@ -68,11 +68,6 @@ def read_over_nfs(host, url):
     return host.check_output(f"nfs-cat '{url}' | sha256sum").split()[0]
 
 
-def said(run):
-    """The run's output with Ansible's line folding undone, to find a message in it."""
-    return " ".join(run.output.split())
-
-
 def state(client, exporter):
     """What a refused run must leave as it was, on both NAS."""
     return {
@@ -180,7 +175,7 @@ def test_nfsd_state_is_told_not_hidden(converge, exporter):
     assert active != "active"
     run = converge(EXPORTER, None, "--check")
     assert run.rc == 0, run.output
-    assert "nfs-server is NOT" in said(run) and "has no NFS server (nfsd)" in said(run)
+    assert "nfs-server is NOT" in run.said and "has no NFS server (nfsd)" in run.said
 
 
 # --- reruns, check mode ---------------------------------------------------------------------------
@@ -191,7 +186,7 @@ def test_check_mode_changes_nothing_and_says_what_is_not_mounted(converge, clien
     assert run.rc == 0, run.output
     assert run.recap(CLIENT)["changed"] == 0 and run.recap(EXPORTER)["changed"] == 0
     if not kernel_has_nfs(client):
-        assert f"{SERVER}:/srv/models is written to /etc/fstab for {MOUNT} but NOT mounted" in said(run)
+        assert f"{SERVER}:/srv/models is written to /etc/fstab for {MOUNT} but NOT mounted" in run.said
     assert state(client, exporter) == before
 
 
@@ -227,12 +222,12 @@ def test_volume_in_use_is_not_recreated(converge, client, exporter):
         before = state(client, exporter)
         run = converge(CLIENT, {"nfs_models_version": "4.1"})
         assert run.rc != 0
-        assert f"Docker volume {VOLUME} is used by model-user" in said(run)
-        assert "recreate it with the NFS options" in said(run) and "vers=4.1" in said(run)
+        assert f"Docker volume {VOLUME} is used by model-user" in run.said
+        assert "recreate it with the NFS options" in run.said and "vers=4.1" in run.said
         assert run.recap(CLIENT)["changed"] == 0
         assert state(client, exporter) == before
         run = converge(CLIENT, {"nfs_models_docker_volume_state": "absent"})
-        assert run.rc != 0 and "remove it (nfs_models_docker_volume_state: absent)" in said(run)
+        assert run.rc != 0 and "remove it (nfs_models_docker_volume_state: absent)" in run.said
         assert volume(client) == before["volume"]
     finally:
         client.run("docker rm -f model-user")
@@ -245,8 +240,8 @@ def test_foreign_volume_is_not_replaced(converge, client, exporter):
         before = state(client, exporter)
         run = converge(CLIENT, {"nfs_models_docker_volume_name": "precious"})
         assert run.rc != 0
-        assert "Docker volume precious exists and is not an NFS volume" in said(run)
-        assert "nfs_models_docker_volume_replace_foreign" in said(run)
+        assert "Docker volume precious exists and is not an NFS volume" in run.said
+        assert "nfs_models_docker_volume_replace_foreign" in run.said
         assert state(client, exporter) == before
         assert not volume(client, "precious")["Options"]
         assert client.file("/var/lib/docker/volumes/precious/_data/keep").content_string == "weights\n"
@@ -260,7 +255,7 @@ def test_kernel_missing_policy_fail_stops_before_any_change(converge, client, ex
     before = state(client, exporter)
     run = converge(CLIENT, {"nfs_models_kernel_missing_policy": "fail", "nfs_models_mount_path": "/srv/other"})
     assert run.rc != 0
-    assert "has no NFS client" in said(run) and "nfs_models_kernel_missing_policy: fail" in said(run)
+    assert "has no NFS client" in run.said and "nfs_models_kernel_missing_policy: fail" in run.said
     assert run.recap(CLIENT)["changed"] == 0 and state(client, exporter) == before
 
 
@@ -269,8 +264,8 @@ def test_exportfs_rejection_puts_the_previous_exports_back(converge, client, exp
     exports = [{"path": "/srv/models", "clients": [{"host": "10.0.0.0/8", "options": ["fsid=notanumber"]}]}]
     run = converge(EXPORTER, {"nfs_models_exports": exports})
     assert run.rc != 0
-    assert "exportfs rejected the exports rendered from nfs_models_exports" in said(run)
-    assert 'bad fsid "fsid=notanumber"' in said(run)
+    assert "exportfs rejected the exports rendered from nfs_models_exports" in run.said
+    assert 'bad fsid "fsid=notanumber"' in run.said
     assert state(client, exporter) == before
 
 
@@ -336,6 +331,6 @@ def test_bad_input_fails_before_any_change(converge, client, exporter, limit, ex
     before = state(client, exporter)
     run = converge(limit, extra)
     assert run.rc != 0
-    assert message in said(run)
+    assert message in run.said
     assert run.recap(limit)["changed"] == 0
     assert state(client, exporter) == before

@@ -202,7 +202,7 @@ def test_cis_docker_benchmark_audit_passes_on_the_converged_fleet(converge):
     the stack's reason (host network mode, the proxy's root master and ports); none fails."""
     run = converge("nas", None, playbook="../../playbooks/audit.yml")
     assert run.rc == 0, run.output[-4000:]
-    words = " ".join(run.output.split())
+    words = run.said
     for name in (OMV, TRIXIE):
         assert run.recap(name)["failed"] == 0
     assert re.search(r"\b\d+ pass, \d+ accepted, 0 fail\b", words), run.output[-4000:]
