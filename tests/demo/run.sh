@@ -27,6 +27,11 @@ for nas in nas-demo-omv nas-demo-trixie; do
   echo "=== $nas: chat completion through https://localhost"
   docker exec "$nas" python3 -c "$ask"
 done
+# A backup now, to both repositories (cron runs it each night), and what its status says.
+for nas in nas-demo-omv nas-demo-trixie; do
+  echo "=== $nas: a backup to the second medium and the off-site box (nasai-backup run)"
+  docker exec "$nas" nasai-backup run
+done
 # Each NAS's HTTPS port is published on this machine's loopback; its CA goes to .cache/demo/.
 ansible-playbook -i "$inventory" tests/demo/urls.yml
 echo "=== open from this machine's browser"
