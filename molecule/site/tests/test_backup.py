@@ -332,3 +332,29 @@ def test_absent_removes_the_job_and_keeps_every_snapshot(nas, converge):
     again = converge(OMV, None, "--tags", "backup")
     assert again.rc == 0, again.output[-3000:]
     assert len(snapshots(host, "local")) == count
+
+
+def test_runs_never_overlap(nas):
+    host = nas[TRIXIE]
+    both = host.run(f"{JOB} run >/tmp/first.log 2>&1 & sleep 0.5; {JOB} run; echo second=$?; wait $!; echo first=$?")
+    assert "second=75" in both.stdout and "another run holds" in both.stdout
+    assert "first=0" in both.stdout
+
+
+def test_retention_forgets_and_prunes_what_it_does_not_keep(nas, converge):
+    host = nas[TRIXIE]
+    keep_one = {"backup_keep_within": "", "backup_keep_daily": 1, "backup_keep_weekly": 0, "backup_keep_monthly": 0,
+                "backup_forget_interval_hours": 0}
+    assert all(len(snapshots(host, leg)) > 1 for leg in ("local", "offsite"))
+    changed = converge(TRIXIE, keep_one, "--tags", "backup")
+    assert changed.rc == 0, changed.output[-3000:]
+    try:
+        run = run_job(host, "run")
+        assert run.rc == 0, run.stdout + run.stderr
+        # Every snapshot is from today: one a day is kept, in each repository, and the data of the
+        # others is pruned (the repository's check still passes).
+        for leg in ("local", "offsite"):
+            assert len(snapshots(host, leg)) == 1, leg
+        assert run_job(host, "check", "--subset", "100%").rc == 0
+    finally:
+        assert converge(TRIXIE, None, "--tags", "backup").rc == 0
