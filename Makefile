@@ -34,7 +34,9 @@ lint: setup
 	ansible-lint
 	antsibull-changelog lint
 
+# promtool and amtool (from Debian's packages, not installed) check the observability role's rules.
 unit: setup
+	tests/tools/prometheus-tools.sh
 	pytest tests/unit
 
 # ansible-test sanity on the collection, offline, with requirements.txt's pins (see
