@@ -358,3 +358,23 @@ def test_retention_forgets_and_prunes_what_it_does_not_keep(nas, converge):
         assert run_job(host, "check", "--subset", "100%").rc == 0
     finally:
         assert converge(TRIXIE, None, "--tags", "backup").rc == 0
+
+
+def test_models_and_extra_paths_are_included_on_request_and_excludes_are_left_out(nas, converge):
+    host = nas[OMV]
+    models = "/srv/dev-disk-by-label-data/container/models"
+    host.check_output(f"touch {FILES}/scratch.tmp")
+    wider = converge(OMV, {"backup_include_models": True, "backup_extra_paths": ["/etc/cron.d"]},
+                     "--tags", "backup")
+    try:
+        assert wider.rc == 0, wider.output[-3000:]
+        assert run_job(host, "run").rc == 0
+        latest = snapshots(host, "local")[-1]
+        assert {PROJECT, models, "/etc/cron.d"} <= set(latest["paths"])
+        listing = host.check_output(f"{JOB} restic local ls latest --no-lock").split("\n")
+        assert f"{models}/model.gguf" in listing and "/etc/cron.d/nasai-backup" in listing
+        # backup_exclude's default "*.tmp": the file is not in the snapshot.
+        assert f"{FILES}/scratch.tmp" not in listing
+    finally:
+        host.run(f"rm -f {FILES}/scratch.tmp")
+        assert converge(OMV, None, "--tags", "backup").rc == 0
