@@ -50,18 +50,38 @@ def unsafe_data_path(path):
     return ""
 
 
-def mount_of(path, mounts_text):
-    """(mount point, filesystem type) holding `path`: the longest matching /proc/mounts entry."""
-    best = ("/", "unknown")
+def unescape_mount_field(field):
+    """A field of /proc/mounts with the kernel's octal escapes undone (\\040 blank, \\011 tab,
+    \\012 newline, \\134 backslash); a backslash without three digits after it stays."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_entry(path, mounts_text):
+    """(mount point, filesystem type, source) holding `path`: the longest matching /proc/mounts
+    entry, the last one of equal length (the mount on top)."""
+    best = ("/", "unknown", "unknown")
     for line in mounts_text.splitlines():
         fields = line.split()
         if len(fields) < 3:
             continue
-        point = fields[1].replace("\\040", " ")
+        point = unescape_mount_field(fields[1])
         inside = path == point or path.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best[0]):
-            best = (point, fields[2])
+            best = (point, fields[2], unescape_mount_field(fields[0]))
     return best
+
+
+def mount_of(path, mounts_text):
+    """(mount point, filesystem type) holding `path`: the longest matching /proc/mounts entry."""
+    return mount_entry(path, mounts_text)[:2]
 
 
 def parse_os_release(text):

@@ -97,60 +97,16 @@ media:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nasai.stack.plugins.module_utils.host import mount_entry, nearest_existing, read_text
 
 
-def unescape(field):
-    """mountinfo escapes blanks and backslashes as octal (\\040)."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text):
-    """(mount point, fstype, source) of each line of /proc/self/mountinfo."""
-    mounts = []
-    for line in text.splitlines():
-        if " - " not in line:
-            continue
-        left, right = line.split(" - ", 1)
-        fields, rest = left.split(), right.split()
-        if len(fields) < 5 or len(rest) < 2:
-            continue
-        mounts.append((unescape(fields[4]), rest[0], unescape(rest[1])))
-    return mounts
-
-
-def mount_of(anchor, mounts):
-    """The last-mounted, deepest mount point that holds anchor."""
-    best = ("/", "unknown", "unknown")
-    for point, fstype, source in mounts:
-        inside = anchor == point or anchor.startswith(point.rstrip("/") + "/") or point == "/"
-        if inside and len(point) >= len(best[0]):
-            best = (point, fstype, source)
-    return best
-
-
-def existing_anchor(path):
-    current = os.path.abspath(path)
-    while not os.path.exists(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return os.path.realpath(current)
-
-
-def describe(path, mounts):
-    anchor = existing_anchor(path)
+def describe(path, mounts_text):
+    """The filesystem holding `path`, or its nearest existing parent (links resolved), from
+    /proc/mounts' text."""
+    anchor = os.path.realpath(nearest_existing(os.path.abspath(path)))
     stat = os.stat(anchor)
     vfs = os.statvfs(anchor)
-    point, fstype, source = mount_of(anchor, mounts)
+    point, fstype, source = mount_entry(anchor, mounts_text)
     return {
         "path": path,
         "exists": os.path.exists(path),
@@ -167,14 +123,10 @@ def describe(path, mounts):
 def main():
     module = AnsibleModule(argument_spec={"paths": {"type": "list", "elements": "path", "required": True}},
                            supports_check_mode=True)
-    try:
-        with open("/proc/self/mountinfo") as handle:
-            mounts = parse_mountinfo(handle.read())
-    except OSError:
-        mounts = []
     bad = [p for p in module.params["paths"] if not os.path.isabs(p)]
     if bad:
         module.fail_json(msg="path_media needs absolute paths, got: %s" % ", ".join(bad))
+    mounts = read_text("/proc/mounts", "")
     module.exit_json(changed=False, media=[describe(p, mounts) for p in module.params["paths"]])
 
 
