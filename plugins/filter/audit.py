@@ -15,6 +15,18 @@ ALLOWED_CAPS = {"NET_BIND_SERVICE", "SETUID", "SETGID", "KILL", "CHOWN", "DAC_OV
 # Host paths no container of the stack may mount (CIS 5.5, 5.31).
 SENSITIVE = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/var/lib/docker")
 SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# The observability role's exporters read the host on purpose, read-only and without capabilities.
+ACCEPTED_MOUNTS = {
+    "node_exporter": "node exporter reads the host's filesystems and /proc through a read-only mount of /",
+    "container_exporter": "the container exporter reads cgroup files and the engine's state files, read-only",
+}
+ACCEPTED_ROOT = {
+    "container_exporter": "the container exporter reads the engine's root-only state files: root without any "
+                          "capability, read-only root filesystem",
+}
+ACCEPTED_NO_HEALTHCHECK = {
+    "mtail": "mtail's image has no shell or client to check itself with; Prometheus scrapes it (NasaiTargetDown)",
+}
 
 
 def _row(item: str, title: str, ok: bool, detail: str = "", accepted: str = "") -> dict[str, str]:
@@ -62,7 +74,8 @@ def _daemon_rows(engine: Mapping[str, Any], files: Mapping[str, Mapping[str, Any
 def _container_rows(c: Mapping[str, Any]) -> list[dict[str, str]]:
     sec = c.get("security") or {}
     name = c.get("name", "?")
-    proxy = c.get("service") == "proxy"
+    service = c.get("service")
+    proxy = service == "proxy"
     added = {_caps(cap) for cap in sec.get("cap_add") or []}
     all_dropped = "ALL" in {_caps(cap) for cap in sec.get("cap_drop") or []}
     user = str(sec.get("user") or "")
@@ -78,14 +91,17 @@ def _container_rows(c: Mapping[str, Any]) -> list[dict[str, str]]:
              "cap_drop %s, cap_add %s" % (sec.get("cap_drop"), sorted(added))),
         _row("4.1", "%s runs as a non-root user" % name, not root, "runs as root",
              accepted="the proxy's master keeps root to bind its ports, without other capabilities; its "
-                      "workers run as nobody" if root and proxy and all_dropped else ""),
+                      "workers run as nobody" if root and proxy and all_dropped
+             else ACCEPTED_ROOT.get(service, "") if root and all_dropped and not added and sec.get("read_only")
+             else ""),
         _row("5.12", "%s has a read-only root filesystem" % name, bool(sec.get("read_only")), "writable root"),
         _row("5.25", "%s cannot gain new privileges" % name, bool(sec.get("no_new_privileges")),
              "no-new-privileges is not set"),
         _row("5.10", "%s has a memory limit" % name, bool(c.get("memory_bytes")), "no memory limit"),
         _row("5.11", "%s has a CPU limit" % name, bool(c.get("cpus")) or bool(c.get("cpuset_cpus")), "no CPU limit"),
         _row("5.28", "%s has a pids limit" % name, bool(c.get("pids_limit")), "no pids limit"),
-        _row("5.26", "%s has a health check" % name, bool(sec.get("healthcheck")), "no health check"),
+        _row("5.26", "%s has a health check" % name, bool(sec.get("healthcheck")), "no health check",
+             accepted=ACCEPTED_NO_HEALTHCHECK.get(service, "")),
         _row("5.9", "%s does not share the host's network namespace" % name, sec.get("network_mode") != "host",
              "host network", accepted="host network mode (services_network_mode): the services listen on "
                                       "loopback only, the proxy's ports are behind the firewall"
@@ -93,7 +109,9 @@ def _container_rows(c: Mapping[str, Any]) -> list[dict[str, str]]:
         _row("5.15", "%s does not share the host's process namespace" % name, sec.get("pid_mode") != "host",
              "pid host"),
         _row("5.16", "%s does not share the host's IPC namespace" % name, sec.get("ipc_mode") != "host", "ipc host"),
-        _row("5.5", "%s mounts no system directory" % name, not mounts, "mounts %s" % mounts),
+        _row("5.5", "%s mounts no system directory" % name, not mounts, "mounts %s" % mounts,
+             accepted=ACCEPTED_MOUNTS.get(service, "")
+             if mounts and not set(mounts) & set(sec.get("binds_writable", mounts)) else ""),
         _row("5.31", "%s does not mount the engine's socket" % name, not sockets, "mounts %s" % sockets),
         _row("5.7", "%s publishes no privileged port" % name, not low_ports, "publishes %s" % low_ports,
              accepted="the proxy serves HTTPS (and its redirect) on its standard ports"

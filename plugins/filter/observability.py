@@ -14,6 +14,10 @@ DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
 SIZE = re.compile(r"^\d+(B|KB|MB|GB|TB|PB|EB)$")
 
 
+# The services the role adds (observability_images, _memory, _cpus, _ports have one entry each).
+SERVICES = ("prometheus", "alertmanager", "node_exporter", "container_exporter", "mtail", "grafana")
+
+
 def _number(value: Any) -> float | None:
     try:
         return float(value)
@@ -41,6 +45,21 @@ def observability_errors(settings: Mapping[str, Any]) -> list[str]:
     size = settings.get("retention_size")
     if not isinstance(size, str) or not SIZE.match(size):
         errors.append("observability_retention_size must be a size such as 500MB or 2GB, got %r" % size)
+    buckets = settings.get("latency_buckets", [1])
+    numbers = [_number(bucket) for bucket in buckets] if isinstance(buckets, list) else [None]
+    if not numbers or None in numbers or any(b <= 0 for b in numbers) or numbers != sorted(set(numbers)):
+        errors.append("observability_latency_buckets must be positive seconds in rising order, got %r" % (buckets,))
+    for variable, needed in (("observability_images", SERVICES), ("observability_memory", SERVICES),
+                             ("observability_cpus", SERVICES), ("observability_ports", SERVICES + ("mtail_log",))):
+        given = settings.get(variable[len("observability_"):], {s: 1 for s in needed})
+        missing = [key for key in needed if not isinstance(given, Mapping) or given.get(key) in (None, "")]
+        if missing:
+            errors.append("%s needs an entry for each of %s (the whole mapping, not only the changed ones); "
+                          "missing: %s" % (variable, ", ".join(needed), ", ".join(missing)))
+    ports = settings.get("ports", {})
+    for key, value in (ports.items() if isinstance(ports, Mapping) else [("", ports)]):
+        if not (str(value).isdigit() and 1 <= int(value) <= 65535):
+            errors.append("observability_ports.%s must be a port number (1-65535), got %r" % (key, value))
     names = []
     for index, receiver in enumerate(settings.get("receivers") or []):
         where = "observability_receivers[%d]" % index
@@ -69,8 +88,16 @@ def observability_errors(settings: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def promql_any_of(values: Any) -> str:
+    """A PromQL label matcher's regular expression (the text between its double quotes) that
+    matches any of `values` exactly: RE2's special characters escaped, then backslashes and quotes
+    escaped again for PromQL's string."""
+    escaped = [re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\1", str(value)) for value in values or []]
+    return "|".join(escaped).replace("\\", "\\\\").replace('"', '\\"')
+
+
 class FilterModule:
     """nasai.stack's filters of the observability role."""
 
     def filters(self) -> dict[str, Any]:
-        return {"observability_errors": observability_errors}
+        return {"observability_errors": observability_errors, "promql_any_of": promql_any_of}

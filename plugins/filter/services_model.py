@@ -20,6 +20,7 @@ SERVICE_FIELDS = (
     "networks", "healthcheck", "restart_policy", "labels", "memory", "memory_swap", "memory_reservation", "cpus",
     "cpuset_cpus", "pids_limit", "read_only", "user", "tmpfs", "security_opts", "cap_drop", "cap_add",
     "no_new_privileges", "configs", "config_mount", "data", "data_dirs", "tls", "init", "log", "proxy_path", "order",
+    "proxy_admin", "proxy_log_port",
 )
 # Order of a service that neither its `order` field nor the role's order table places.
 DEFAULT_ORDER = 50
@@ -141,14 +142,25 @@ def proxy_upstreams(definitions: Mapping[str, Mapping[str, Any]], names: Iterabl
                     instances: Sequence[Mapping[str, Any]], peer_host: str = "") -> list[dict[str, Any]]:
     """The reverse proxy's upstreams: each enabled service with a `proxy_path` and the
     `host:port` of its replicas (`peer_host`, or the container's name when empty), longest path
-    first (the proxy matches them in this order)."""
+    first (the proxy matches them in this order); `admin` when only admins may reach it (`proxy_admin`)."""
     out = []
     for name in names:
         if "proxy_path" not in definitions[name]:
             continue
         servers = ["%s:%s" % (peer_host or item["name"], item["port"]) for item in instances if item["service"] == name]
-        out.append({"name": name, "path": definitions[name]["proxy_path"], "servers": servers})
+        out.append({"name": name, "path": definitions[name]["proxy_path"], "servers": servers,
+                    "admin": as_bool(definitions[name].get("proxy_admin", False))})
     return sorted(out, key=lambda upstream: _fold(upstream["path"]), reverse=True)
+
+
+def proxy_log_targets(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str],
+                      instances: Sequence[Mapping[str, Any]], peer_host: str = "") -> list[str]:
+    """`host:port` of every replica of an enabled service with a `proxy_log_port`: where the
+    reverse proxy also sends its access log (syslog over UDP), `peer_host` or the container's name."""
+    wanted = {name: definitions[name]["proxy_log_port"] for name in names
+              if definitions[name].get("proxy_log_port") is not None}
+    return ["%s:%s" % (peer_host or item["name"], wanted[item["service"]])
+            for item in instances if item["service"] in wanted]
 
 
 def _fold(value: Any) -> Any:
@@ -185,12 +197,14 @@ def _user_ids(service: Mapping[str, Any], default: str) -> list[str]:
 
 
 def config_files(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
-    """The configuration files to render, one per (service, `configs` entry): template, dest, secret,
-    and the group of the user the service runs as (which may read a secret one)."""
+    """The configuration files to render, one per (service, `configs` entry): template (a name in the
+    services role's templates/ or an absolute path) or content (text rendered by whoever added the
+    service), dest, secret, and the group of the user the service runs as (which may read a secret one)."""
     out = []
     for name in names:
         for config in definitions[name].get("configs") or []:
-            out.append({"service": name, "template": config.get("template"), "dest": config.get("dest"),
+            out.append({"service": name, "template": config.get("template"), "content": config.get("content"),
+                        "dest": config.get("dest"),
                         "secret": as_bool(config.get("secret", False)),
                         "group": _user_ids(definitions[name], "0")[-1]})
     return out
@@ -219,7 +233,7 @@ def project_directories(files: Sequence[Mapping[str, Any]], project_dir: str,
                         auth: bool = False) -> list[dict[str, str]]:
     """Every directory of the project for stack_files: its own (config/, data/, the private
     secrets/ and tls/), config/<service> of each service with configuration files `files`
-    (config_files), with `tls` the proxy's certificate directory and with `auth` the private auth/
+    (config_files) and the subdirectories their `dest` names, with `tls` the proxy's certificate directory and with `auth` the private auth/
     (the proxy's map of keys), all root's; then the data directories `data` (data_dirs) with their
     owners, 0750."""
     out = [{"path": project_dir, "mode": "0755"},
@@ -229,7 +243,12 @@ def project_directories(files: Sequence[Mapping[str, Any]], project_dir: str,
            {"path": project_dir + "/tls", "mode": "0700"}]
     if as_bool(auth):
         out.append({"path": project_dir + "/auth", "mode": "0700"})
-    config = [item["service"] for item in files] + (["proxy", "proxy/tls"] if as_bool(tls) else [])
+    config = []
+    for item in files:
+        # A dest in a subdirectory (Grafana's provisioning/datasources/...) gets each level.
+        parts = [item["service"]] + str(item.get("dest") or "").split("/")[:-1]
+        config += ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+    config += ["proxy", "proxy/tls"] if as_bool(tls) else []
     for sub in dict.fromkeys(config):
         out.append({"path": "%s/config/%s" % (project_dir, sub), "mode": "0755", "owner": "root", "group": "root"})
     out.extend(dict(item, mode="0750") for item in data)
@@ -239,13 +258,17 @@ def project_directories(files: Sequence[Mapping[str, Any]], project_dir: str,
 def config_writes(files: Sequence[Mapping[str, Any]], project_dir: str,
                   contents: Sequence[str]) -> list[dict[str, Any]]:
     """stack_files entries of the rendered configuration: `files` (config_files) with their
-    `contents` (the rendered templates, in the same order), at config/<service>/<dest>, owned by
-    root; a secret one (a password inside) 0640 readable by the service's group, others 0644."""
-    if len(files) != len(contents):
-        raise ValueError("config_writes needs one content per file: %d files, %d contents"
-                         % (len(files), len(contents)))
+    `contents` (the rendered templates of those without a `content` of their own, in the same
+    order), at config/<service>/<dest>, owned by root; a secret one (a password inside) 0640
+    readable by the service's group, others 0644."""
+    templated = [item for item in files if item.get("content") is None]
+    if len(templated) != len(contents):
+        raise ValueError("config_writes needs one content per template: %d templates, %d contents"
+                         % (len(templated), len(contents)))
+    rendered = iter(contents)
     out = []
-    for item, content in zip(files, contents):
+    for item in files:
+        content = item["content"] if item.get("content") is not None else next(rendered)
         secret = bool(item["secret"])
         out.append({"path": "%s/config/%s/%s" % (project_dir, item["service"], item["dest"]), "content": content,
                     "owner": "root", "group": item["group"] if secret else "root",
@@ -261,6 +284,7 @@ class FilterModule:
             "enabled_services": enabled_services,
             "service_instances": service_instances,
             "proxy_upstreams": proxy_upstreams,
+            "proxy_log_targets": proxy_log_targets,
             "host_ports": host_ports,
             "config_files": config_files,
             "data_dirs": data_dirs,

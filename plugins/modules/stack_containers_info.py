@@ -91,7 +91,8 @@ containers:
       description:
         - What a security audit reads (the CIS Docker Benchmark's container items), C(privileged),
           C(cap_add), C(cap_drop), C(read_only), C(user), C(no_new_privileges), C(network_mode),
-          C(pid_mode), C(ipc_mode), C(binds) (host paths mounted), C(published) (host ports), and
+          C(pid_mode), C(ipc_mode), C(binds) (host paths mounted), C(binds_writable) (those mounted
+          read-write), C(published) (host ports), and
           C(healthcheck) (whether it has one).
       type: dict
 engine_error:
@@ -131,6 +132,8 @@ def security(inspected):
     config = inspected.get("Config") or {}
     opts = host.get("SecurityOpt") or []
     binds = [mount.get("Source", "") for mount in inspected.get("Mounts") or [] if mount.get("Type") == "bind"]
+    writable = [mount.get("Source", "") for mount in inspected.get("Mounts") or []
+                if mount.get("Type") == "bind" and mount.get("RW", True)]
     published = sorted({binding.get("HostPort", "") for bindings in (host.get("PortBindings") or {}).values()
                         for binding in bindings or []})
     test = (config.get("Healthcheck") or {}).get("Test") or []
@@ -146,6 +149,7 @@ def security(inspected):
         "pid_mode": host.get("PidMode") or "",
         "ipc_mode": host.get("IpcMode") or "",
         "binds": sorted(binds),
+        "binds_writable": sorted(writable),
         "published": published,
         "healthcheck": bool(test) and test[0] != "NONE",
     }

@@ -49,3 +49,22 @@ def test_host_network_and_the_proxy_s_root_master_and_ports_are_accepted_with_a_
     # The same root user in another service is a failure, not a deviation.
     other = dict(proxy, service="ai")
     assert {item for item, status in statuses([other]) if status == "fail"} >= {"4.1", "5.7"}
+
+
+def test_the_exporters_reading_the_host_read_only_are_accepted_and_only_read_only():
+    node = dict(GOOD, name="nasai-node_exporter", service="node_exporter",
+                security=dict(GOOD["security"], binds=["/"], binds_writable=[]))
+    exporter = dict(GOOD, name="nasai-container_exporter", service="container_exporter", security=dict(
+        GOOD["security"], user="0:0", binds=["/sys/fs/cgroup", "/var/lib/docker/containers"], binds_writable=[]))
+    mtail = dict(GOOD, name="nasai-mtail", service="mtail", security=dict(GOOD["security"], healthcheck=False))
+    rows = [(r["item"], r["name"] if "name" in r else r["title"].split()[0], r["status"])
+            for r in cis_docker_audit([node, exporter, mtail], ENGINE, FILES)]
+    accepted = {(item, who.split()[0]) for item, who, status in rows if status == "accepted"}
+    assert accepted == {("5.5", "nasai-node_exporter"), ("5.5", "nasai-container_exporter"),
+                        ("4.1", "nasai-container_exporter"), ("5.26", "nasai-mtail")}
+    assert not [row for row in rows if row[2] == "fail"]
+    # Mounted read-write, or root with a capability, is a failure even for them.
+    writable = dict(node, security=dict(node["security"], binds_writable=["/"]))
+    assert ("5.5", "fail") in statuses([writable])
+    capable = dict(exporter, security=dict(exporter["security"], cap_add=["DAC_OVERRIDE"]))
+    assert ("4.1", "fail") in statuses([capable])

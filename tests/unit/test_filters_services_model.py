@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.nasai.stack.plugins.filter.services_model import (
     SERVICE_FIELDS, config_files, config_writes, data_dirs, enabled_services, host_ports, project_directories,
-    proxy_upstreams, service_instances,
+    proxy_log_targets, proxy_upstreams, service_instances,
 )
 
 P = "/srv/nasai"
@@ -96,8 +96,17 @@ def test_proxy_upstreams_longest_path_first():
                            ("bridge", "", ["nasai-ai-1:8081", "nasai-ai-2:8081"])):
         instances = service_instances(definitions, NAMES, P, network_mode=mode)
         assert proxy_upstreams(definitions, NAMES, instances, peer) == [
-            {"name": "files", "path": "/files/", "servers": [("%s:8090" % peer) if peer else "nasai-files:8090"]},
-            {"name": "ai", "path": "/", "servers": ai}]
+            {"name": "files", "path": "/files/", "servers": [("%s:8090" % peer) if peer else "nasai-files:8090"],
+             "admin": False},
+            {"name": "ai", "path": "/", "servers": ai, "admin": False}]
+
+
+def test_proxy_upstreams_mark_the_routes_only_admins_reach():
+    definitions = dict(stack(), metrics={"port": 9090, "proxy_path": "/prometheus/", "proxy_admin": True})
+    names = NAMES + ["metrics"]
+    instances = service_instances(definitions, names, P)
+    upstreams = proxy_upstreams(definitions, names, instances, "127.0.0.1")
+    assert [(u["name"], u["admin"]) for u in upstreams] == [("metrics", True), ("files", False), ("ai", False)]
 
 
 def test_host_ports_in_host_mode_are_listened_on_and_published():
@@ -124,9 +133,10 @@ def test_host_ports_in_bridge_mode_are_only_the_published():
 
 def test_config_files_carry_the_group_of_the_services_user():
     assert config_files(stack(), NAMES) == [
-        {"service": "files", "template": "copyparty.conf.j2", "dest": "copyparty.conf", "secret": True,
-         "group": "1001"},
-        {"service": "proxy", "template": "nginx.conf.j2", "dest": "nginx.conf", "secret": False, "group": "0"},
+        {"service": "files", "template": "copyparty.conf.j2", "content": None, "dest": "copyparty.conf",
+         "secret": True, "group": "1001"},
+        {"service": "proxy", "template": "nginx.conf.j2", "content": None, "dest": "nginx.conf", "secret": False,
+         "group": "0"},
     ]
 
 
@@ -155,6 +165,11 @@ def test_project_directories():
                         {"path": f"{P}/data/files", "owner": "1000", "group": "1001", "mode": "0750"},
                         {"path": f"{P}/data/files/files", "owner": "1000", "group": "1001", "mode": "0750"}]
     assert [d["path"] for d in project_directories([], P)][5:] == []
+    nested = [{"service": "grafana", "dest": "provisioning/datasources/a.yml"},
+              {"service": "grafana", "dest": "provisioning/dashboards/b.yml"}, {"service": "grafana", "dest": "c.json"}]
+    assert [d["path"] for d in project_directories(nested, P)][5:] == [
+        f"{P}/config/grafana", f"{P}/config/grafana/provisioning", f"{P}/config/grafana/provisioning/datasources",
+        f"{P}/config/grafana/provisioning/dashboards"]
 
 
 def test_config_writes_secret_files_are_readable_by_the_services_group_only():
@@ -165,10 +180,30 @@ def test_config_writes_secret_files_are_readable_by_the_services_group_only():
         {"path": f"{P}/config/proxy/nginx.conf", "content": "server {}", "owner": "root", "group": "root",
          "mode": "0644", "secret": False},
     ]
-    with pytest.raises(ValueError, match="one content per file"):
+    with pytest.raises(ValueError, match="one content per template"):
         config_writes(files, P, ["only one"])
+
+
+def test_config_writes_take_the_content_a_service_brings_and_render_the_rest():
+    # A role that adds services (observability) renders some files itself: only templates are rendered here.
+    definitions = dict(stack(), metrics={"port": 9090, "user": "65534:65534", "configs": [
+        {"content": "groups: []\n", "dest": "rules.yml"}, {"template": "/abs/prometheus.yml.j2", "dest": "p.yml"}]})
+    files = config_files(definitions, NAMES + ["metrics"])
+    writes = config_writes(files, P, ["pw", "server {}", "scrape_configs: []"])
+    assert [(w["path"].rsplit("/", 2)[-2:], w["content"]) for w in writes] == [
+        (["files", "copyparty.conf"], "pw"), (["proxy", "nginx.conf"], "server {}"),
+        (["metrics", "rules.yml"], "groups: []\n"), (["metrics", "p.yml"], "scrape_configs: []")]
 
 
 def test_every_field_the_model_reads_is_a_known_field():
     assert len(SERVICE_FIELDS) == len(set(SERVICE_FIELDS))
     assert set(stack()["ai"]) | set(stack()["files"]) | set(stack()["proxy"]) <= set(SERVICE_FIELDS)
+
+
+def test_proxy_log_targets_are_the_replicas_of_services_that_read_the_access_log():
+    definitions = dict(stack(), routes={"port": 3903, "proxy_log_port": 5515})
+    names = NAMES + ["routes"]
+    for mode, peer, target in (("host", "127.0.0.1", "127.0.0.1:5515"), ("bridge", "", "nasai-routes:5515")):
+        instances = service_instances(definitions, names, P, network_mode=mode)
+        assert proxy_log_targets(definitions, names, instances, peer) == [target]
+    assert proxy_log_targets(definitions, NAMES, service_instances(definitions, NAMES, P), "127.0.0.1") == []

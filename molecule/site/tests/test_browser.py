@@ -131,11 +131,11 @@ def png_colours(path):
     return len(colours)
 
 
-def screenshot(chromium, nas_name, address, tmp_path, url, name):
+def screenshot(chromium, nas_name, address, tmp_path, url, name, *action):
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{nas_name}-{name}.png"
     path.unlink(missing_ok=True)
-    browse(chromium, nas_name, address, tmp_path, url, f"--screenshot={path}")
+    browse(chromium, nas_name, address, tmp_path, url, *action, f"--screenshot={path}")
     assert path.is_file(), f"no screenshot of {url}"
     # A page with text and widgets, not a blank (one colour) or nearly empty error page.
     assert png_colours(path) > 16, f"{path} looks blank"
