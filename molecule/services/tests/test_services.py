@@ -294,6 +294,9 @@ def status_of(host, user, path, method="GET", auth=None):
     ("alice", "GET", "/slots", 403),
     ("bob", "GET", "/slots", 403),
     ("root-admin", "GET", "/slots", 200),
+    # llama-server's Prometheus metrics (--metrics): admins only.
+    ("alice", "GET", "/metrics", 403),
+    ("root-admin", "GET", "/metrics", 200),
     ("robot", "GET", "/v1/models", 200),
     ("robot", "GET", "/health", 200),
     ("robot", "GET", "/", 403),
@@ -732,6 +735,7 @@ def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(con
     ({"services_ai_slots": 8}, "services_ai_slots (8) x services_ai_slot_memory"),
     ({"services_ai_queue_timeout": 0}, "services_ai_queue_timeout must be 1-3600 seconds"),
     ({"services_ai_cache_ram": -1}, "services_ai_cache_ram must be 0 (off)"),
+    ({"services_logs_file_max": "10k"}, "services_logs_file_max must be a Docker size of at least 1m"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     before = snapshot(host)

@@ -208,3 +208,28 @@ def test_cis_docker_benchmark_audit_passes_on_the_converged_fleet(converge):
     assert re.search(r"\b\d+ pass, \d+ accepted, 0 fail\b", words), run.output[-4000:]
     for item in ("2.15", "2.14", "5.3", "5.12", "5.25", "5.31"):
         assert f"pass {item} " in words, item
+
+
+def test_the_collector_s_files_are_capped_and_rotate(trixie):
+    """A collector file (rsyslog engine) past services_logs_file_max (1m here) is rotated by the
+    autoheal timer's script, and the collector goes on writing a new file (it reopens on HUP)."""
+    logs = f"{PROJECT}/data/logs"
+    log = f"{logs}/nasai-proxy.log"
+    trixie.check_output(f"rm -f {log}.1 {log}.2 && fallocate -l 2M {log}.grow && cat {log}.grow >> {log} && rm {log}.grow")
+    assert trixie.file(log).size >= 2 << 20
+    trixie.check_output("systemctl start nasai-autoheal.service")
+    assert trixie.file(f"{log}.1").size >= 2 << 20
+    assert "rotated" in trixie.check_output("journalctl -t nasai-autoheal --no-pager -n 5")
+    marker = f"/v1/models?rotation-{uuid.uuid4().hex[:8]}"
+    request = (
+        "import ssl, urllib.request\n"
+        f"ctx = ssl.create_default_context(cafile='{PROJECT}/tls/ca.crt')\n"
+        f"key = open('{PROJECT}/secrets/user-admin.key').read().strip()\n"
+        f"req = urllib.request.Request('https://localhost{marker}', headers={{'Authorization': 'Bearer ' + key}})\n"
+        "urllib.request.urlopen(req, context=ctx, timeout=30).read()\n")
+    trixie.check_output(f"python3 -c {shlex.quote(request)}")
+    deadline = time.time() + 20
+    while marker not in (trixie.file(log).content_string if trixie.file(log).exists else "") and time.time() < deadline:
+        time.sleep(1)
+    assert marker in trixie.file(log).content_string
+    assert trixie.file(log).size < 1 << 20
