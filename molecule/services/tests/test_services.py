@@ -658,24 +658,74 @@ def test_check_mode_changes_nothing(converge, nas_name):
     assert run.recap(nas_name)["changed"] == 0
 
 
-def test_disabling_a_service_keeps_its_data_and_restarts_only_the_proxy(converge, host, nas_name):
+# A client that asks the proxy for the model list without pause, 4 at once, each request on a new
+# connection, until /tmp/nasai-load.stop exists; it counts answers by status and transport errors.
+STEADY_LOAD = r"""
+import json, os, ssl, sys, threading, urllib.error, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+counts, errors, lock = {}, [], threading.Lock()
+
+def client():
+    while not os.path.exists("/tmp/nasai-load.stop"):
+        req = urllib.request.Request("https://localhost/v1/models", headers={"Authorization": "Bearer " + sys.argv[2]})
+        try:
+            status = urllib.request.urlopen(req, context=ctx, timeout=30).status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except Exception as exc:  # refused, reset, cut: what a restart would cause
+            with lock:
+                errors.append(repr(exc))
+            continue
+        with lock:
+            counts[status] = counts.get(status, 0) + 1
+
+threads = [threading.Thread(target=client) for _n in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"counts": counts, "errors": errors[:10], "error_count": len(errors)}))
+"""
+
+
+def under_load(host, action):
+    """Run action() while STEADY_LOAD runs on the NAS; return (action's result, the load's counts)."""
+    host.check_output("rm -f /tmp/nasai-load.stop /tmp/nasai-load.json")
+    host.check_output(f"cat > /tmp/nasai-load.py <<'EOF'\n{STEADY_LOAD}\nEOF")
+    host.check_output(f"nohup python3 /tmp/nasai-load.py {CA} {KEYS['alice']} > /tmp/nasai-load.json 2>&1 &")
+    try:
+        time.sleep(2)
+        result = action()
+        time.sleep(3)
+    finally:
+        host.check_output("touch /tmp/nasai-load.stop")
+    assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=60)
+    return result, json.loads(host.file("/tmp/nasai-load.json").content_string)
+
+
+def test_disabling_a_service_keeps_its_data_and_reloads_the_proxy_without_a_failed_request(converge, host, nas_name):
+    """The file manager disabled, then enabled again: its route leaves and comes back by a reload of
+    the proxy (its container never restarts), under a steady load that sees no failed request."""
     data = f"{PROJECT}/data/files/files/keep.txt"
     host.check_output(f"echo precious > {data}")
     before = state(host)
     overrides = {"files": {"enabled": False, "cpuset_cpus": "1", "pids_limit": 100}}
-    run = converge(nas_name, {"services_overrides": overrides})
+    run, load = under_load(host, lambda: converge(nas_name, {"services_overrides": overrides}))
     assert run.rc == 0, run.output
     after = state(host)
     assert "nasai-files" not in after
     assert host.file(data).content_string == "precious\n"
     assert "/files/" not in host.file(f"{PROJECT}/config/proxy/haproxy.cfg").content_string
-    # The proxy's config changed: it alone was restarted.
-    assert after["nasai-proxy"] != before["nasai-proxy"]
-    for name in ("nasai-ai-1", "nasai-ai-2", "nasai-logs"):
+    # The route is gone (what was /files/ now reaches the AI core, which knows no such page) ...
+    assert wait_for(lambda: status_of(host, "root-admin", "/files/?ls")[0] == 404, timeout=10)
+    # ... by a reload: no container restarted, the proxy least of all, and no request failed.
+    for name in ("nasai-proxy", "nasai-ai-1", "nasai-ai-2", "nasai-logs"):
         assert after[name] == before[name], name
-    run = converge(nas_name)
+    assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
+    run, load = under_load(host, lambda: converge(nas_name))
     assert run.rc == 0, run.output
-    listing = host.check_output(f"{CURL} -f {bearer('root-admin')} 'https://localhost/files/?ls'")
+    assert state(host)["nasai-proxy"] == before["nasai-proxy"]
+    assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
+    listing = wait_for(lambda: host.run(f"{CURL} -f {bearer('root-admin')} 'https://localhost/files/?ls'").stdout,
+                       timeout=30)
     assert "keep.txt" in listing
 
 
