@@ -1,0 +1,122 @@
+"""nas-site-trixie rebooted, then its power cut, without Ansible in between: everything the roles set
+up comes back by itself (swap, the engine with its settings, the stack's firewall, every container
+healthy, the monitoring), a chat completion is answered over TLS within a bound (the seconds from
+boot are kept in .cache/artefacts/reboot.json for the note), the file manager's database and the
+stack's data survive the power cut, and site.yml then changes nothing (a reboot makes no drift).
+
+The harness's second disk (the backup medium) is a tmpfs, which a container restart empties where a
+disk would keep its content: the test carries it across each boot."""
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+
+TRIXIE = "nas-site-trixie"
+PROJECT = "/srv/dev-disk-by-label-data/container/services"
+MEDIUM = "/srv/dev-disk-by-label-backup"
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+ARTEFACT = REPO / ".cache" / "artefacts" / "reboot.json"
+# A chat completion answered over TLS within this many seconds of the container's start.
+SERVING_BOUND = 180
+FIGURES = {}
+CHAT = (
+    "import json, ssl, urllib.request\n"
+    f"ctx = ssl.create_default_context(cafile='{PROJECT}/tls/ca.crt')\n"
+    "body = json.dumps({'messages': [{'role': 'user', 'content': 'back?'}], 'max_tokens': 2}).encode()\n"
+    f"key = open('{PROJECT}/secrets/user-admin.key').read().strip()\n"
+    "req = urllib.request.Request('https://localhost/v1/chat/completions', data=body,\n"
+    "    headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + key})\n"
+    "print(json.load(urllib.request.urlopen(req, context=ctx, timeout=30))['usage']['completion_tokens'])\n"
+)
+
+
+@pytest.fixture(scope="module")
+def nas():
+    return testinfra.get_host(f"docker://{TRIXIE}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    ARTEFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTEFACT.write_text(json.dumps(FIGURES, indent=2) + "\n")
+
+
+def docker(*args, **kwargs):
+    return subprocess.run(["docker", *args], capture_output=True, check=True, **kwargs)
+
+
+def boot(how):
+    """Stop the NAS cleanly (systemd's shutdown) or cut its power (SIGKILL), start it again, and
+    return the seconds until a chat completion is answered over TLS through its proxy."""
+    medium = docker("exec", TRIXIE, "tar", "-C", MEDIUM, "-cf", "-", ".").stdout
+    if how == "reboot":
+        docker("stop", "-t", "120", TRIXIE)
+    else:
+        docker("kill", "-s", "KILL", TRIXIE)
+        docker("wait", TRIXIE)
+    start = time.monotonic()
+    docker("start", TRIXIE)
+    docker("exec", "-i", TRIXIE, "tar", "-C", MEDIUM, "-xf", "-", input=medium)
+    while True:
+        proc = subprocess.run(["docker", "exec", TRIXIE, "python3", "-c", CHAT], capture_output=True, text=True,
+                              check=False)
+        if proc.returncode == 0 and proc.stdout.strip() == "2":
+            return round(time.monotonic() - start, 1)
+        assert time.monotonic() - start < SERVING_BOUND, \
+            f"not serving {SERVING_BOUND} s after the {how}: {proc.stderr[-500:]}"
+        time.sleep(0.5)
+
+
+def everything_is_back(nas):
+    """What the roles set up, checked on the NAS after a boot."""
+    swaps = nas.file("/proc/swaps").content_string
+    assert "/srv/swap/swapfile" in swaps, swaps
+    info = json.loads(nas.check_output("docker info --format '{{json .}}'"))
+    assert info["DockerRootDir"] == "/srv/dev-disk-by-label-data/container/docker" and info["LiveRestoreEnabled"]
+    # The stack's firewall chain, restored by its unit.
+    assert "-N NASAI_EXPOSE" in nas.check_output("iptables -S")
+    names = nas.check_output("docker ps -a --filter label=nasai.stack.service --format '{{.Names}}'").split()
+    deadline = time.monotonic() + 120
+    while True:
+        states = {n: nas.check_output(f"docker inspect -f '{{{{.State.Status}}}} {{{{if .State.Health}}}}"
+                                      f"{{{{.State.Health.Status}}}}{{{{end}}}}' {n}").strip() for n in names}
+        if all(s in ("running healthy", "running") for s in states.values()):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(1)
+    targets = json.loads(nas.check_output(
+        "python3 -c " + shlex.quote("import urllib.request; print(urllib.request.urlopen("
+                                    "'http://127.0.0.1:9090/prometheus/api/v1/targets', timeout=10).read().decode())")))
+    assert targets["status"] == "success"
+
+
+def test_a_clean_reboot_brings_everything_back_by_itself(nas):
+    FIGURES["reboot_to_chat_s"] = boot("reboot")
+    everything_is_back(nas)
+
+
+def test_a_power_cut_loses_nothing_and_everything_comes_back(nas):
+    marker = f"{PROJECT}/data/files/files/before-the-cut.txt"
+    nas.check_output(f"echo kept > {marker} && sync")
+    FIGURES["power_cut_to_chat_s"] = boot("power cut")
+    everything_is_back(nas)
+    assert nas.file(marker).content_string == "kept\n"
+    # The file manager's database (copyparty's index): SQLite finds no damage.
+    check = ("import glob, json, sqlite3\n"
+             f"dbs = glob.glob('{PROJECT}/data/files/.hist/*/up2k.db')\n"
+             "print(json.dumps({db: sqlite3.connect(db).execute('pragma integrity_check').fetchone()[0] for db in dbs}))\n")
+    results = json.loads(nas.check_output(f"python3 -c {shlex.quote(check)}"))
+    assert results and set(results.values()) == {"ok"}, results
+
+
+def test_after_the_boots_site_yml_changes_nothing(converge):
+    run = converge(TRIXIE)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap(TRIXIE)["changed"] == 0, run.output[-4000:]
