@@ -7,6 +7,8 @@ This machine's kernel has neither an NFS client nor nfsd: the data path is prove
 skipped, when the kernel says it cannot make it."""
 
 import json
+import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -139,6 +141,34 @@ def test_docker_volume_options_reach_the_share(client, model_sha):
     addr = dict(o.split("=", 1) for o in opts["o"].split(",") if "=" in o)["addr"]
     url = nfs_url(addr, opts["device"].lstrip(":"), opts["o"], MODEL)
     assert read_over_nfs(client, url) == model_sha
+
+
+def test_the_nas_boots_while_the_nfs_server_is_down_and_finds_the_share_after(client, model_sha):
+    """The NFS server down, the NAS rebooted (a restart of its container: systemd shuts down and
+    boots): it boots without waiting on the mount (_netdev,nofail), keeps the mount and the volume
+    as the role made them, and reads the share again once the server is back, without Ansible."""
+    fstab, vol = fstab_entries(client), volume(client)
+    subprocess.run(["docker", "stop", SERVER], check=True, capture_output=True)
+    try:
+        start = time.monotonic()
+        subprocess.run(["docker", "restart", "-t", "60", CLIENT], check=True, capture_output=True)
+        while client.run("systemctl is-system-running").stdout.strip() not in ("running", "degraded"):
+            assert time.monotonic() - start < 120, client.run("systemctl list-jobs --no-pager").stdout
+            time.sleep(1)
+        booted = time.monotonic() - start
+        unit = client.check_output(f"systemd-escape -p --suffix=mount {MOUNT}")
+        assert client.run(f"systemctl is-active {unit}").stdout.strip() != "active"
+        assert booted < 90, f"the boot took {booted:.0f} s: it waited on the share"
+    finally:
+        subprocess.run(["docker", "start", SERVER], check=True, capture_output=True)
+    assert fstab_entries(client) == fstab and volume(client) == vol
+    source, _point, _type, options = fstab[0][:4]
+    host, path = source.split(":", 1)
+    deadline = time.monotonic() + 60
+    while client.run(f"nfs-ls '{nfs_url(host, path, options)}'").rc != 0:
+        assert time.monotonic() < deadline, "the share did not come back"
+        time.sleep(1)
+    assert read_over_nfs(client, nfs_url(host, path, options, MODEL)) == model_sha
 
 
 # --- exporter: exports file, exportfs, nfsd ------------------------------------------------------

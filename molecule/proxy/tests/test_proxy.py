@@ -5,6 +5,7 @@ target's log (the client it saw is the proxy). Removal, check mode, failures and
 
 import json
 import os
+import subprocess
 import time
 import uuid
 
@@ -220,6 +221,24 @@ def test_rules_are_restored_at_boot_without_duplicates(transparent):
     assert sorted(firewall_without_counters(transparent)) == sorted(before)
     transparent.check_output("systemctl restart nasai-proxy-iptables")
     assert sorted(firewall_without_counters(transparent)) == sorted(before)
+
+
+def test_a_reboot_brings_the_transparent_proxy_back_by_itself(transparent, proxy, web):
+    """A clean reboot of the NAS (a restart of its container, systemd shutting down and booting),
+    no Ansible after it: the chains come back once each, redsocks runs, and a plain request of the
+    host goes through the proxy again."""
+    before = firewall_without_counters(transparent)
+    subprocess.run(["docker", "restart", "-t", "60", TRANSPARENT], check=True, capture_output=True)
+    start = time.monotonic()
+    while transparent.run("systemctl is-system-running").stdout.strip() not in ("running", "degraded"):
+        assert time.monotonic() - start < 120, transparent.run("systemctl --failed --no-pager").stdout
+        time.sleep(1)
+    assert sorted(firewall_without_counters(transparent)) == sorted(before)
+    assert transparent.service("redsocks").is_running
+    marker = uuid.uuid4().hex
+    out = transparent.check_output(f"env -i /usr/bin/curl -sS -D- -o /dev/null http://nas-proxy-web/?reboot={marker}")
+    assert " 200 " in out.splitlines()[0]
+    assert web_clients(web, marker) == [address(transparent, "nas-proxy-tinyproxy")]
 
 
 def test_excluded_destination_goes_direct(converge, transparent, web):
