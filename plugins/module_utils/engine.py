@@ -137,6 +137,9 @@ class Engine:
         """Send a signal to the container's main process (a reload, with SIGHUP or SIGUSR2)."""
         self.call("POST", "/containers/%s/kill" % quote(name, safe=""), {"signal": signal}, ok=(204,))
 
+    def rename(self, name, new_name):
+        self.call("POST", "/containers/%s/rename" % quote(name, safe=""), {"name": new_name}, ok=(204,))
+
     def remove(self, name):
         """Remove a container; its named volumes and bind-mounted data stay."""
         self.call("DELETE", "/containers/%s" % quote(name, safe=""), {"force": "1", "v": "0"}, ok=(204, 404))

@@ -20,6 +20,10 @@ description:
     setting back and a diff names the fields that changed, never their values.
   - Containers are handled in the order given, and each one is waited for until its health check
     passes (O(wait_healthy)) before the next, so a reverse proxy listed last finds its upstreams.
+  - A container to recreate (a new image or setting) is stopped and kept aside as C(<name>-previous)
+    until its replacement passes its health check, then removed; a replacement that does not become
+    healthy is removed and the previous container is put back and started (a rollback), and the task
+    fails saying so. Replicas are handled one at a time, so the others keep serving meanwhile.
   - One-shot containers (O(oneshots)) run to completion once, before the others, while the path
     they name in C(creates) does not exist on the host.
   - Containers that carry the label O(prune_label) but are not in O(containers) are removed
@@ -123,7 +127,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 containers:
-  description: Per container, what was done (C(created), C(recreated), C(started), C(signalled), C(unchanged)) and which fields changed.
+  description: >-
+    Per container, what was done (C(created), C(recreated), C(started), C(signalled), C(unchanged), C(rolled back))
+    and which fields changed.
   returned: always
   type: dict
 actions:
@@ -146,6 +152,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.engine import (
     ENGINE_SOCKET_OPTION, LABEL_SPEC, LABEL_SPEC_HASH, Engine, EngineError, changed_fields, create_body, fingerprint)
+
+
+# A container being replaced waits under this name (stopped) until its replacement is healthy.
+PREVIOUS_SUFFIX = "-previous"
 
 
 def plan_container(spec, current, image_id):
@@ -270,19 +280,35 @@ def main():
                 after[name] = {"image": spec["image"], "running": True, "changed_fields": fields}
             if check:
                 continue
+            previous = name + PREVIOUS_SUFFIX
             if action == "recreated":
+                # Kept aside, stopped, until the replacement is healthy: the way back.
+                engine.remove(previous)
                 engine.stop(name)
-                engine.remove(name)
+                engine.rename(name, previous)
             if action in ("created", "recreated"):
                 engine.create(name, body)
                 for extra in list(spec.get("networks") or [])[1:]:
                     engine.connect(extra, name, [name])
             if action != "unchanged" or not (current.get("State") or {}).get("Running"):
                 engine.start(name)
-            if p["wait_healthy"] and body.get("Healthcheck"):
-                error = wait_healthy(engine, name, p["healthy_timeout"])
-                if error:
-                    module.fail_json(msg=error, actions=actions, containers=report)
+            error = wait_healthy(engine, name, p["healthy_timeout"]) \
+                if p["wait_healthy"] and body.get("Healthcheck") else None
+            if error and action == "recreated":
+                report[name]["action"] = "rolled back"
+                actions.append("roll back %s" % name)
+                engine.remove(name)
+                engine.rename(previous, name)
+                engine.start(name)
+                back = wait_healthy(engine, name, p["healthy_timeout"]) if body.get("Healthcheck") else None
+                module.fail_json(msg="%s did not become healthy, so the previous container (image %s) was put back%s: %s"
+                                 % (name, (before.get(name) or {}).get("image"),
+                                    "" if back is None else " but is not healthy either (%s)" % back, error),
+                                 actions=actions, containers=report)
+            if error:
+                module.fail_json(msg=error, actions=actions, containers=report)
+            if action == "recreated":
+                engine.remove(previous)
 
         for item in p["signals"]:
             name = item.get("name")

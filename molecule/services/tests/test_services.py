@@ -763,6 +763,46 @@ def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(con
     assert status_of(host, "alice", "/v1/models")[0] == 200
 
 
+IMAGES = {"llama_cpp": "nasai/llama-server:test", "copyparty": "nasai/svc-copyparty:test",
+          "nginx": "nasai/svc-nginx:test", "haproxy": "nasai/svc-haproxy:test", "rsyslog": "nasai/svc-rsyslog:test"}
+
+
+def test_an_image_that_never_becomes_healthy_is_rolled_back_and_a_good_one_replaces(converge, host, nas_name):
+    """A new AI core image whose container never passes its health check (built here, on the NAS):
+    the first replica is replaced, the replacement never becomes healthy, the previous container
+    is put back and the run fails saying so; the second replica is never touched, and a steady load
+    sees no failed request. A good new tag then replaces both, one at a time, with nothing left behind."""
+    host.check_output("mkdir -p /tmp/broken && printf 'FROM nasai/llama-server:test\\n"
+                      "ENTRYPOINT [\"/bin/sh\", \"-c\", \"exit 1\", \"--\"]\\n' > /tmp/broken/Dockerfile"
+                      " && docker build -q -t nasai/llama-broken:test /tmp/broken")
+    before = state(host)
+    image_of = {n: inspect(host, n)["Image"] for n in ("nasai-ai-1", "nasai-ai-2")}
+    broken = {"services_images": dict(IMAGES, llama_cpp="nasai/llama-broken:test"), "services_healthy_timeout": 20}
+    run, load = under_load(host, lambda: converge(nas_name, broken))
+    assert run.rc != 0
+    assert "nasai-ai-1 did not become healthy, so the previous container (image nasai/llama-server:test) was put back" \
+        in run.said, run.output[-3000:]
+    after = state(host)
+    assert after["nasai-ai-2"] == before["nasai-ai-2"], "the second replica was touched"
+    assert after["nasai-ai-1"][0] == before["nasai-ai-1"][0], "not the previous container"
+    assert {n: inspect(host, n)["Image"] for n in image_of} == image_of
+    assert wait_for(lambda: inspect(host, "nasai-ai-1")["State"]["Health"]["Status"] == "healthy", timeout=60)
+    assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
+    assert "previous" not in host.check_output("docker ps -a --format '{{.Names}}'")
+    # A good new tag (the same image under another name): both replicas replaced, one at a time.
+    host.check_output("docker tag nasai/llama-server:test nasai/llama-server:next")
+    good = {"services_images": dict(IMAGES, llama_cpp="nasai/llama-server:next")}
+    try:
+        run, load = under_load(host, lambda: converge(nas_name, good))
+        assert run.rc == 0, run.output[-3000:]
+        assert {inspect(host, n)["Config"]["Image"] for n in image_of} == {"nasai/llama-server:next"}
+        assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
+        assert "previous" not in host.check_output("docker ps -a --format '{{.Names}}'")
+    finally:
+        run = converge(nas_name)
+        assert run.rc == 0, run.output[-3000:]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ({"services_files_memory": "lots"}, "services_files_memory (services_definitions.files.memory) must be a Docker size"),
     ({"services_ai_cpus": 4096}, "services_ai_cpus (services_definitions.ai.cpus) must not exceed the host's"),
