@@ -40,14 +40,19 @@ def chromium():
     return path
 
 
+def address_of(name):
+    """A container's address on its scenario network, reachable from this machine."""
+    out = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name],
+                         capture_output=True, text=True, check=True).stdout
+    addresses = [net["IPAddress"] for net in json.loads(out).values() if net.get("IPAddress")]
+    assert addresses, f"{name} has no network address"
+    return addresses[0]
+
+
 @pytest.fixture(scope="module")
 def nas_address(nas_name):
     """The NAS container's address on its scenario network, reachable from this machine."""
-    out = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", nas_name],
-                         capture_output=True, text=True, check=True).stdout
-    addresses = [net["IPAddress"] for net in json.loads(out).values() if net.get("IPAddress")]
-    assert addresses, f"{nas_name} has no network address"
-    return addresses[0]
+    return address_of(nas_name)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ The dashboards' queries all return data. Times and costs are written to
 import json
 import os
 import shlex
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import testinfra
 # chromium: the fixture, used by name.
-from test_browser import browse, chromium, screenshot  # noqa: F401 pylint: disable=unused-import
+from test_browser import address_of, browse, chromium, screenshot  # noqa: F401 pylint: disable=unused-import
 
 TRIXIE, OFFSITE = "nas-site-trixie", "nas-site-offsite"
 PROJECT = "/srv/dev-disk-by-label-data/container/services"
@@ -228,16 +227,17 @@ def test_each_level_fires_at_the_webhook_and_resolves_when_its_cause_goes(nas, o
     free = int(nas.check_output(f"df --output=avail -B1 {BACKUP_MEDIUM} | tail -n1"))
     size = int(nas.check_output(f"df --output=size -B1 {BACKUP_MEDIUM} | tail -n1"))
     nas.check_output(f"fallocate -l {free - size // 20} {BACKUP_MEDIUM}/nasai-fill")
+    # Each alert the causes make: the labels that name it and its level.
+    causes = {"NasaiContainerMemoryHigh": ({"container": exporter}, "warning"),
+              "NasaiServiceUnhealthy": ({"container": ai}, "error"),
+              "NasaiStorageLow": ({"mountpoint": BACKUP_MEDIUM}, "critical")}
     try:
         fired = {}
-        for name, labels in (("NasaiContainerMemoryHigh", {"container": exporter}),
-                             ("NasaiServiceUnhealthy", {"container": ai}),
-                             ("NasaiStorageLow", {"mountpoint": BACKUP_MEDIUM})):
+        for name, (labels, severity) in causes.items():
             found, _waited = wait_for(f"{name} at the webhook",
                                       lambda: notified(offsite, "firing", name, since, **labels), timeout=150)
             fired[name] = round(found[0][0] - since, 1)
-            assert found[0][3]["severity"] == {"NasaiContainerMemoryHigh": "warning", "NasaiServiceUnhealthy": "error",
-                                               "NasaiStorageLow": "critical"}[name]
+            assert found[0][3]["severity"] == severity
         FIGURES["fired_after_cause_s"] = fired
         # The storage warning of the same filesystem (over 70 % used) fires too, and Alertmanager
         # holds it back while the critical one lasts.
@@ -254,9 +254,7 @@ def test_each_level_fires_at_the_webhook_and_resolves_when_its_cause_goes(nas, o
         nas.run(f"docker start {ai}")
         nas.run(f"rm -f {BACKUP_MEDIUM}/nasai-fill")
     resolved = {}
-    for name, labels in (("NasaiContainerMemoryHigh", {"container": exporter}),
-                         ("NasaiServiceUnhealthy", {"container": ai}),
-                         ("NasaiStorageLow", {"mountpoint": BACKUP_MEDIUM})):
+    for name, (labels, _severity) in causes.items():
         found, _waited = wait_for(f"{name} resolved at the webhook",
                                   lambda: notified(offsite, "resolved", name, cleared, **labels), timeout=150)
         resolved[name] = round(found[0][0] - cleared, 1)
@@ -349,10 +347,3 @@ def test_a_picture_of_p99_and_5xx_per_route(nas, chromium, tmp_path):
     path = screenshot(chromium, TRIXIE, address, tmp_path, url, "prometheus", "--virtual-time-budget=8000",
                       "--window-size=1280,1650")
     FIGURES["screenshot"] = str(path.relative_to(REPO))
-
-
-def address_of(name):
-    """The container's address on its scenario network, which this machine reaches."""
-    out = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name],
-                         capture_output=True, text=True, check=True).stdout
-    return [net["IPAddress"] for net in json.loads(out).values() if net.get("IPAddress")][0]
