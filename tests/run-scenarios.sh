@@ -27,6 +27,20 @@ echo
 echo "scenario          time   result"
 printf '%s\n' "${rows[@]}"
 printf '%-16s %6ss\n' total "$(( $(date +%s) - total_start ))"
+# CI keeps only the end of the output: repeat, per failed scenario, the lines that say why
+# (Ansible's fatal tasks and non-zero recaps, pytest's failures and their assertion lines).
+for row in "${rows[@]}"; do
+  case $row in
+    *FAILED)
+      scenario=${row%% *}
+      echo
+      echo "--- why $scenario failed (from $log_dir/$scenario.log)"
+      sed 's/\x1b\[[0-9;]*m//g' "$log_dir/$scenario.log" \
+        | grep -E '^(fatal:|FAILED |ERROR |E  )|failed=[1-9]|unreachable=[1-9]|CRITICAL' \
+        | cut -c1-300 | tail -n 40
+      ;;
+  esac
+done
 passed=$(( $# - failed ))
 echo "scenarios: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -82,7 +82,8 @@ def _log_settings(container: str, to_collector: bool, syslog_port: Any) -> tuple
 
 def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str], project_dir: str,
                       network_mode: str = "host", network_name: str = "nasai",
-                      syslog_port: Any = None) -> list[dict[str, Any]]:
+                      syslog_port: Any = None, colors: Optional[Mapping[str, str]] = None,
+                      green_offset: int = 100) -> list[dict[str, Any]]:
     """One entry per container to run (replicas expanded) with every container field resolved.
 
     A service with several replicas gives nasai-<name>-1, -2, ...; one replica gives nasai-<name>.
@@ -90,19 +91,28 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
     every replica on `port`, and only bridge mode publishes `ports`. `{port}` in command, env and
     healthcheck.test becomes the replica's port. With `syslog_port` set, every service but the
     collector itself (and those with `log: false`) logs to the collector.
+
+    `colors` ({service: "blue" | "green"}) names the replica set of a blue-green switch: the green
+    set runs beside the blue one as nasai-<name>-green[-N], in host mode `green_offset` ports
+    higher, labelled nasai.stack.color=green; blue keeps the plain names and ports.
     """
     out = []
+    colors = colors or {}
     for name in names:
         service = definitions[name]
         count = as_int(service.get("replicas", 1))
+        green = colors.get(name) == "green"
         for replica in range(1, count + 1):
-            port = str(as_int(service.get("port")) + (replica - 1 if network_mode == "host" else 0))
-            container = "nasai-%s%s" % (name, "-%d" % replica if count > 1 else "")
+            port = str(as_int(service.get("port")) + (replica - 1 if network_mode == "host" else 0)
+                       + (as_int(green_offset) if green and network_mode == "host" else 0))
+            container = "nasai-%s%s%s" % (name, "-green" if green else "", "-%d" % replica if count > 1 else "")
             command = service.get("command")
             to_collector = syslog_port is not None and as_bool(service.get("log", True)) and name != COLLECTOR
             log_driver, log_options = _log_settings(container, to_collector, syslog_port)
             labels = dict(service.get("labels") or {})
             labels.update({"nasai.stack.service": name, "nasai.stack.replica": str(replica)})
+            if green:
+                labels["nasai.stack.color"] = "green"
             out.append({
                 "service": name,
                 "replica": replica,

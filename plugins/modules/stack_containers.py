@@ -92,6 +92,19 @@ options:
     description: Seconds to wait for one container to become healthy.
     type: int
     default: 180
+  drain:
+    description:
+      - Containers (C(name), C(port)) that O(prune_label) removes only once no connection to their port
+        is left, up to O(drain_timeout) seconds. So the replica set a reverse proxy just stopped sending
+        requests to finishes what it serves (streams included) before it goes. Connections are read from
+        the container's network namespace (C(/proc/<pid>/net/tcp), C(tcp6)).
+    type: list
+    elements: dict
+    default: []
+  drain_timeout:
+    description: Seconds to wait for a container of O(drain) to have no connection left; then it goes anyway.
+    type: int
+    default: 300
   signals:
     description:
       - Signals to send, after the containers converged, to those of O(containers) named here that this
@@ -142,6 +155,18 @@ removed:
   returned: always
   type: list
   elements: str
+outputs:
+  description: What each one-shot container of O(oneshots) that ran printed (its last 40 lines), by name.
+  returned: always
+  type: dict
+addresses:
+  description: The IPv4 address of each container of O(containers) on its first network (bridge mode); none in host mode.
+  returned: always
+  type: dict
+drained:
+  description: Seconds each container of O(drain) waited for its last connection before it was removed.
+  returned: always
+  type: dict
 """
 
 import json
@@ -200,7 +225,7 @@ def wait_healthy(engine, name, timeout, sleep=time.sleep):
 
 
 def run_oneshot(engine, spec):
-    """Run a one-shot container to its end; an error message when it failed, else None."""
+    """Run a one-shot container to its end: (an error message when it failed else None, its output)."""
     name = spec["name"]
     engine.remove(name)
     engine.create(name, create_body(spec))
@@ -209,7 +234,56 @@ def run_oneshot(engine, spec):
     output = engine.logs(name, tail=40)
     engine.remove(name)
     if code != 0:
-        return "%s exited with %s:\n%s" % (name, code, output)
+        return "%s exited with %s:\n%s" % (name, code, output), output
+    return None, output
+
+
+# /proc/net/tcp's state column: 01 is ESTABLISHED.
+TCP_ESTABLISHED = "01"
+
+
+def open_connections(pid, port, proc="/proc"):
+    """Established TCP connections whose local port is `port` in the network namespace of `pid`."""
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("%s/%s/net/%s" % (proc, pid, table)) as handle:
+                lines = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == TCP_ESTABLISHED and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+# After the signal that makes a proxy read its new upstreams, the old worker may still hand out new
+# requests for a moment: a drain first waits this long, then for two quiet looks in a row.
+DRAIN_SETTLE = 3.0
+
+
+def drain(engine, name, port, timeout, sleep=time.sleep, settle=DRAIN_SETTLE):
+    """Wait `settle` seconds, then until the container has had no established connection on `port`
+    for two looks in a row (or `timeout`); the seconds waited."""
+    start = time.monotonic()
+    sleep(min(settle, timeout))
+    quiet = 0
+    while time.monotonic() - start < timeout:
+        pid = ((engine.container(name) or {}).get("State") or {}).get("Pid")
+        quiet = quiet + 1 if not pid or open_connections(pid, int(port)) == 0 else 0
+        if quiet >= 2:
+            break
+        sleep(0.5)
+    return round(time.monotonic() - start, 1)
+
+
+def address_of(info):
+    """The container's IPv4 address on its first network, None in host mode or when it has none."""
+    networks = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
+    for network in networks.values():
+        if (network or {}).get("IPAddress"):
+            return network["IPAddress"]
     return None
 
 
@@ -225,6 +299,8 @@ def main():
             "wait_healthy": {"type": "bool", "default": True},
             "healthy_timeout": {"type": "int", "default": 180},
             "signals": {"type": "list", "elements": "dict", "default": []},
+            "drain": {"type": "list", "elements": "dict", "default": []},
+            "drain_timeout": {"type": "int", "default": 300},
             "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
@@ -235,7 +311,8 @@ def main():
             module.fail_json(msg="every container needs a name and an image, got %s" % spec)
     engine = Engine(p["socket"])
     check = module.check_mode
-    actions, removed, report = [], [], {}
+    actions, removed, report, outputs, addresses, drained = [], [], {}, {}, {}, {}
+    drain_ports = {item.get("name"): item.get("port") for item in p["drain"]}
     before, after = {}, {}
     try:
         for net in p["networks"]:
@@ -263,7 +340,7 @@ def main():
                 continue
             actions.append("run once %s" % spec["name"])
             if not check:
-                error = run_oneshot(engine, spec)
+                error, outputs[spec["name"]] = run_oneshot(engine, spec)
                 if error:
                     module.fail_json(msg=error, actions=actions)
 
@@ -309,6 +386,7 @@ def main():
                 module.fail_json(msg=error, actions=actions, containers=report)
             if action == "recreated":
                 engine.remove(previous)
+            addresses[name] = address_of(engine.container(name))
 
         for item in p["signals"]:
             name = item.get("name")
@@ -331,11 +409,16 @@ def main():
                 before[name] = {"image": item.get("Image"), "running": item.get("State") == "running"}
                 after[name] = None
                 if not check:
+                    if name in drain_ports:
+                        # The settling wait once: the others of the set drained meanwhile.
+                        drained[name] = drain(engine, name, drain_ports[name], p["drain_timeout"],
+                                              settle=0 if drained else DRAIN_SETTLE)
                     engine.remove(name)
     except EngineError as exc:
         module.fail_json(msg=str(exc), actions=actions)
 
-    result = {"changed": bool(actions), "actions": actions, "containers": report, "removed": removed}
+    result = {"changed": bool(actions), "actions": actions, "containers": report, "removed": removed,
+              "outputs": outputs, "addresses": addresses, "drained": drained}
     if module._diff and actions:
         result["diff"] = {"before": json.dumps(before, indent=2, sort_keys=True) + "\n",
                           "after": json.dumps(after, indent=2, sort_keys=True) + "\n"}

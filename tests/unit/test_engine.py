@@ -203,3 +203,43 @@ def test_without_a_log_driver_the_engine_default_applies():
     body = engine.create_body({"name": "x", "image": "i"})
     assert "LogConfig" not in body["HostConfig"]
     assert body["HostConfig"]["NetworkMode"] == "bridge" and "Memory" not in body["HostConfig"]
+
+
+def test_connections_are_counted_per_local_port_established_only(tmp_path):
+    net = tmp_path / "42" / "net"
+    net.mkdir(parents=True)
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (net / "tcp").write_text(header
+                             + "   0: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1\n"
+                             + "   1: 0100007F:1F91 0100007F:C350 01 00000000:00000000 00:00000000 00000000 0 0 2\n"
+                             + "   2: 0100007F:C350 0100007F:1F91 01 00000000:00000000 00:00000000 00000000 0 0 3\n"
+                             + "   3: 0100007F:1F91 0100007F:C351 06 00000000:00000000 00:00000000 00000000 0 0 4\n")
+    (net / "tcp6").write_text(header
+                              + "   0: 00000000000000000000000001000000:1F91 00000000000000000000000001000000:C352 01"
+                              + " 00000000:00000000 00:00000000 00000000 0 0 5\n")
+    # 0x1F91 = 8081: one listening (0A), one time-wait (06), two established (one IPv4, one IPv6).
+    assert stack_containers.open_connections(42, 8081, proc=str(tmp_path)) == 2
+    assert stack_containers.open_connections(42, 50000, proc=str(tmp_path)) == 1
+    assert stack_containers.open_connections(43, 8081, proc=str(tmp_path)) == 0
+
+
+class _Engine:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def container(self, _name):
+        return {"State": {"Pid": self.pid}}
+
+
+def test_a_drain_settles_then_waits_for_two_quiet_looks(monkeypatch):
+    looks = iter([2, 1, 0, 1, 0, 0, 5])
+    monkeypatch.setattr(stack_containers, "open_connections", lambda pid, port: next(looks))
+    slept = []
+    stack_containers.drain(_Engine(7), "nasai-ai-1", 8081, timeout=60, sleep=slept.append, settle=3)
+    assert slept[0] == 3 and next(looks) == 5, "stopped before two quiet looks in a row"
+
+
+def test_a_drain_of_a_stopped_container_ends_at_once():
+    slept = []
+    stack_containers.drain(_Engine(0), "nasai-ai-1", 8081, timeout=60, sleep=slept.append, settle=0)
+    assert slept == [0, 0.5]

@@ -207,3 +207,17 @@ def test_proxy_log_targets_are_the_replicas_of_services_that_read_the_access_log
         instances = service_instances(definitions, names, P, network_mode=mode)
         assert proxy_log_targets(definitions, names, instances, peer) == [target]
     assert proxy_log_targets(definitions, NAMES, service_instances(definitions, NAMES, P), "127.0.0.1") == []
+
+
+@pytest.mark.parametrize(("mode", "ports"), [("host", [8181, 8182]), ("bridge", [8081, 8081])])
+def test_the_green_set_runs_beside_blue_under_its_own_names_and_ports(mode, ports):
+    defs = stack()
+    names = ["ai"]
+    blue = service_instances(defs, names, P, network_mode=mode, colors={"ai": "blue"})
+    green = service_instances(defs, names, P, network_mode=mode, colors={"ai": "green"}, green_offset=100)
+    assert [i["name"] for i in blue] == ["nasai-ai-1", "nasai-ai-2"]
+    assert [i["name"] for i in green] == ["nasai-ai-green-1", "nasai-ai-green-2"]
+    assert [i["port"] for i in green] == ports
+    assert green[0]["command"] == ["--port", str(ports[0]), "--threads", "3"]
+    assert green[0]["labels"]["nasai.stack.color"] == "green" and "nasai.stack.color" not in blue[0]["labels"]
+    assert blue == service_instances(defs, names, P, network_mode=mode)

@@ -803,6 +803,172 @@ def test_an_image_that_never_becomes_healthy_is_rolled_back_and_a_good_one_repla
         assert run.rc == 0, run.output[-3000:]
 
 
+# Clients for a model switch, until /tmp/nasai-load.stop exists: two ask for the model list (each
+# answer's model id and time kept), two stream chat completions (a stream that ends without its
+# [DONE] is cut); every request on a new connection. Prints counts, errors, cut streams, the ids
+# seen in order (changes only) and the p99 latency in ms.
+SWITCH_LOAD = r"""
+import json, os, ssl, sys, threading, time, urllib.error, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+auth = {"Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"}
+counts, errors, cut, ids, latencies, lock = {}, [], [], [], [], threading.Lock()
+chat = json.dumps({"messages": [{"role": "user", "content": "Count to ten."}], "max_tokens": 24,
+                   "stream": True}).encode()
+
+def one(stream):
+    start = time.monotonic()
+    if stream:
+        req = urllib.request.Request("https://localhost/v1/chat/completions", data=chat, headers=auth)
+    else:
+        req = urllib.request.Request("https://localhost/v1/models", headers=auth)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as answer:
+            status, body = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, ""
+    except Exception as exc:  # refused, reset, cut: what a restart would cause
+        with lock:
+            errors.append(repr(exc))
+        return
+    with lock:
+        counts[status] = counts.get(status, 0) + 1
+        latencies.append(time.monotonic() - start)
+        if stream and status == 200 and "data: [DONE]" not in body:
+            cut.append(body[-200:])
+        if not stream and status == 200:
+            model = json.loads(body)["data"][0]["id"]
+            if not ids or ids[-1] != model:
+                ids.append(model)
+
+def client(stream):
+    while not os.path.exists("/tmp/nasai-load.stop"):
+        one(stream)
+
+threads = [threading.Thread(target=client, args=(n % 2 == 1,)) for n in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+latencies.sort()
+print(json.dumps({"counts": counts, "errors": errors[:10], "error_count": len(errors), "cut": len(cut),
+                  "cut_samples": cut[:3], "ids": ids, "requests": len(latencies),
+                  "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))]) if latencies else None}))
+"""
+
+
+def switch_load(host, action):
+    """Run action() while SWITCH_LOAD runs on the NAS; (action's result, the load's figures)."""
+    host.check_output("rm -f /tmp/nasai-load.stop /tmp/nasai-load.json")
+    host.check_output(f"cat > /tmp/nasai-switch-load.py <<'EOF'\n{SWITCH_LOAD}\nEOF")
+    host.check_output(f"nohup python3 /tmp/nasai-switch-load.py {CA} {KEYS['alice']} > /tmp/nasai-load.json 2>&1 &")
+    try:
+        time.sleep(2)
+        result = action()
+        time.sleep(3)
+    finally:
+        host.check_output("touch /tmp/nasai-load.stop")
+    assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=90)
+    figures = json.loads(host.file("/tmp/nasai-load.json").content_string)
+    print("model switch load:", {k: figures[k] for k in ("requests", "counts", "error_count", "cut", "p99_ms", "ids")})
+    return result, figures
+
+
+def registry(host):
+    return json.loads(host.file(f"{PROJECT}/registry/models.json").content_string)
+
+
+def ai_names(host):
+    out = host.check_output("docker ps -a --filter label=nasai.stack.service=ai --format '{{.Names}}'")
+    return sorted(out.split())
+
+
+def served_model(host):
+    models = host.check_output(f"{CURL} {bearer('alice')} https://localhost/v1/models")
+    return json.loads(models)["data"][0]["id"]
+
+
+def test_a_model_version_switches_blue_green_and_back_under_load_without_a_failed_request(converge, host, nas_name):
+    """Versions v1 (the model served so far) and v2 (a second file): v1 is recorded without touching
+    a container; v2 starts as the green set beside blue, is checked, takes the traffic by a reload of
+    the proxy, and blue goes once drained; `previous` goes back the same way. A steady load of model
+    lists and token streams sees no failed request and no cut stream; the registry and the metric
+    follow; a rerun changes nothing."""
+    host.check_output("cp /srv/models/model.gguf /srv/models/model-v2.gguf")
+    sha = host.check_output("sha256sum /srv/models/model.gguf").split()[0]
+    models = [{"version": "v1", "file": "model.gguf", "sha256": sha, "date": "2026-11-01"},
+              {"version": "v2", "file": "model-v2.gguf", "sha256": sha, "date": "2026-11-20"}]
+    before = state(host)
+    run = converge(nas_name, {"services_ai_models": models, "services_ai_model_version": "v1"})
+    assert run.rc == 0, run.output[-3000:]
+    assert state(host) == before, "recording the version served so far restarted a container"
+    assert registry(host)["active"]["version"] == "v1" and registry(host)["active"]["color"] == "blue"
+
+    run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
+                                                              "services_ai_model_version": "v2"}))
+    assert run.rc == 0, run.output[-3000:]
+    assert ai_names(host) == ["nasai-ai-green-1", "nasai-ai-green-2"]
+    assert served_model(host).endswith("model-v2.gguf")
+    assert state(host)["nasai-proxy"] == before["nasai-proxy"], "the proxy restarted instead of reloading"
+    assert load["error_count"] == 0 and set(load["counts"]) == {"200"} and load["cut"] == 0, load
+    # The load saw the old version, then the new one.
+    assert load["ids"][0].endswith("/model.gguf") and load["ids"][-1].endswith("/model-v2.gguf"), load["ids"]
+    assert registry(host)["active"]["version"] == "v2" and registry(host)["previous"]["version"] == "v1"
+    metric = host.file("/var/lib/prometheus/node-exporter/nasai_model.prom").content_string
+    assert 'nasai_model_info{version="v2",file="model-v2.gguf"' in metric and 'color="green",previous="v1"} 1' in metric
+    rerun = converge(nas_name, {"services_ai_models": models, "services_ai_model_version": "v2"})
+    assert rerun.rc == 0 and rerun.recap(nas_name)["changed"] == 0, rerun.output[-3000:]
+
+    run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
+                                                              "services_ai_model_version": "previous"}))
+    assert run.rc == 0, run.output[-3000:]
+    assert ai_names(host) == ["nasai-ai-1", "nasai-ai-2"]
+    assert served_model(host).endswith("/model.gguf")
+    assert load["error_count"] == 0 and set(load["counts"]) == {"200"} and load["cut"] == 0, load
+    assert registry(host)["active"]["version"] == "v1" and registry(host)["previous"]["version"] == "v2"
+
+
+def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
+    """A wrong checksum is refused before anything starts; a damaged GGUF (right checksum, not a
+    model) starts green, never becomes healthy, and is removed: blue serves on, the registry still
+    names it, a steady load sees no failed request. Then back to the unversioned model of converge.yml."""
+    sha = host.check_output("sha256sum /srv/models/model.gguf").split()[0]
+    host.check_output("head -c 300000 /dev/urandom > /srv/models/broken.gguf")
+    broken_sha = host.check_output("sha256sum /srv/models/broken.gguf").split()[0]
+    models = [{"version": "v1", "file": "model.gguf", "sha256": sha, "date": "2026-11-01"},
+              {"version": "v3", "file": "model-v2.gguf", "sha256": "0" * 64, "date": "2026-11-25"},
+              {"version": "v4", "file": "broken.gguf", "sha256": broken_sha, "date": "2026-11-26"}]
+    before = state(host)
+    try:
+        run = converge(nas_name, {"services_ai_models": models, "services_ai_model_version": "v3"})
+        assert run.rc != 0
+        assert f"model v3: /models/model-v2.gguf has sha256 {sha}, services_ai_models says {'0' * 64}; " \
+               "nothing was switched (v1 keeps serving)" in run.said, run.output[-3000:]
+        assert state(host) == before
+
+        run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
+                                                                  "services_ai_model_version": "v4",
+                                                                  "services_healthy_timeout": 20}))
+        assert run.rc != 0
+        assert "model v4 was not switched to: nasai-ai-green-1 " in run.said, run.output[-3000:]
+        assert "green was removed and v1 keeps serving" in run.said
+        assert state(host) == before and ai_names(host) == ["nasai-ai-1", "nasai-ai-2"]
+        assert load["error_count"] == 0 and set(load["counts"]) == {"200"} and load["cut"] == 0, load
+        assert registry(host)["active"]["version"] == "v1"
+
+        # One replica and no memory to spare: a switch would take the service down, so none starts.
+        free_kib = int(host.check_output("awk '/^MemAvailable/ {print $2}' /proc/meminfo"))
+        run = converge(nas_name, {"services_ai_models": models, "services_ai_model_version": "v4",
+                                  "services_ai_replicas": 1, "services_ai_switch_reserve": f"{free_kib // 1024}m"})
+        assert run.rc != 0
+        assert re.search(r"switching from v1 to v4 would take the service down: 1 replica\(s\) x 256m = 256 MiB "
+                         r"for the green set; the NAS has \d+ MiB available less services_ai_switch_reserve", run.said), \
+            run.output[-3000:]
+        assert state(host) == before
+    finally:
+        host.run("rm -f /srv/models/broken.gguf /srv/models/model-v2.gguf")
+        run = converge(nas_name)
+        assert run.rc == 0, run.output[-3000:]
+    assert state(host) == before
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ({"services_files_memory": "lots"}, "services_files_memory (services_definitions.files.memory) must be a Docker size"),
     ({"services_ai_cpus": 4096}, "services_ai_cpus (services_definitions.ai.cpus) must not exceed the host's"),
