@@ -20,7 +20,7 @@ SERVICE_FIELDS = (
     "networks", "healthcheck", "restart_policy", "labels", "memory", "memory_swap", "memory_reservation", "cpus",
     "cpuset_cpus", "pids_limit", "read_only", "user", "tmpfs", "security_opts", "cap_drop", "cap_add",
     "no_new_privileges", "configs", "config_mount", "data", "data_dirs", "tls", "init", "log", "proxy_path", "order",
-    "proxy_admin", "proxy_log_port",
+    "proxy_admin", "proxy_log_port", "start_first", "stop_signal",
 )
 # Order of a service that neither its `order` field nor the role's order table places.
 DEFAULT_ORDER = 50
@@ -144,6 +144,10 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
                 "cap_add": service.get("cap_add", []),
                 "log_driver": log_driver,
                 "log_options": log_options,
+                # A replacement starts beside the running container (host mode shares the ports
+                # through SO_REUSEPORT), which then stops gracefully on stop_signal.
+                "start_first": as_bool(service.get("start_first", False)),
+                "stop_signal": service.get("stop_signal"),
             })
     return out
 

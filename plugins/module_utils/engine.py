@@ -173,6 +173,11 @@ class Engine:
                                       length=os.fstat(archive.fileno()).st_size, timeout=1800)
         return _stream_result(text, "Loaded image: ")
 
+    def tag(self, image_id, name):
+        """Point the reference `name` (repository:tag) at the image `image_id`."""
+        repo, tag = split_image(name)
+        self.call("POST", "/images/%s/tag" % quote(image_id, safe=":"), {"repo": repo, "tag": tag}, ok=(200, 201))
+
     def pull(self, name):
         repo, tag = split_image(name)
         _status, text = self.call("POST", "/images/create", {"fromImage": repo, "tag": tag}, timeout=3600)

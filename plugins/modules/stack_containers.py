@@ -24,6 +24,12 @@ description:
     until its replacement passes its health check, then removed; a replacement that does not become
     healthy is removed and the previous container is put back and started (a rollback), and the task
     fails saying so. Replicas are handled one at a time, so the others keep serving meanwhile.
+  - A container with C(start_first) (a reverse proxy in host mode) is replaced the other way round.
+    Its replacement starts beside it as C(<name>-next), both listening on the same ports through
+    C(SO_REUSEPORT), and must become healthy. Only then does the running one get its C(stop_signal),
+    a graceful stop that finishes its connections for at most O(drain_timeout) seconds, and go; the
+    replacement takes its name. A replacement that does not become healthy is removed and the
+    running container never stopped. So no moment has nothing listening.
   - One-shot containers (O(oneshots)) run to completion once, before the others, while the path
     they name in C(creates) does not exist on the host.
   - Containers that carry the label O(prune_label) but are not in O(containers) are removed
@@ -181,6 +187,8 @@ from ansible_collections.nasai.stack.plugins.module_utils.engine import (
 
 # A container being replaced waits under this name (stopped) until its replacement is healthy.
 PREVIOUS_SUFFIX = "-previous"
+# A start-first replacement runs under this name until the container it replaces has gone.
+NEXT_SUFFIX = "-next"
 
 
 def plan_container(spec, current, image_id):
@@ -278,6 +286,35 @@ def drain(engine, name, port, timeout, sleep=time.sleep, settle=DRAIN_SETTLE):
     return round(time.monotonic() - start, 1)
 
 
+def wait_exit(engine, name, timeout, sleep=time.sleep):
+    """Wait until the container is no longer running (or `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not ((engine.container(name) or {}).get("State") or {}).get("Running"):
+            return
+        sleep(0.5)
+
+
+def replace_start_first(engine, name, body, spec, healthy_timeout, drain_timeout):
+    """Start the replacement of a running container beside it, wait until it is healthy, stop the
+    running one gracefully, and give the replacement its name; an error message (and the running
+    container left alone) when the replacement does not become healthy."""
+    following = name + NEXT_SUFFIX
+    engine.remove(following)
+    engine.create(following, body)
+    engine.start(following)
+    error = wait_healthy(engine, following, healthy_timeout) if body.get("Healthcheck") else None
+    if error:
+        engine.remove(following)
+        return "%s: its replacement did not become healthy, so the running container was left serving: %s" % (
+            name, error)
+    engine.kill(name, spec.get("stop_signal") or "SIGTERM")
+    wait_exit(engine, name, drain_timeout)
+    engine.remove(name)
+    engine.rename(following, name)
+    return None
+
+
 def address_of(info):
     """The container's IPv4 address on its first network, None in host mode or when it has none."""
     networks = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
@@ -356,6 +393,14 @@ def main():
                     "running": (current.get("State") or {}).get("Running")}
                 after[name] = {"image": spec["image"], "running": True, "changed_fields": fields}
             if check:
+                continue
+            running = (current or {}).get("State", {}).get("Running")
+            if action == "recreated" and spec.get("start_first") and running and not spec.get("published_ports"):
+                error = replace_start_first(engine, name, body, spec, p["healthy_timeout"], p["drain_timeout"])
+                if error:
+                    report[name]["action"] = "kept"
+                    module.fail_json(msg=error, actions=actions, containers=report)
+                addresses[name] = address_of(engine.container(name))
                 continue
             previous = name + PREVIOUS_SUFFIX
             if action == "recreated":

@@ -243,3 +243,54 @@ def test_a_drain_of_a_stopped_container_ends_at_once():
     slept = []
     stack_containers.drain(_Engine(0), "nasai-ai-1", 8081, timeout=60, sleep=slept.append, settle=0)
     assert slept == [0, 0.5]
+
+
+class _Swap:
+    """A fake engine that records calls; the replacement becomes healthy when `healthy`."""
+
+    def __init__(self, healthy):
+        self.healthy, self.calls, self.running = healthy, [], {"nasai-proxy": True}
+
+    def remove(self, name):
+        self.calls.append(("remove", name))
+        self.running.pop(name, None)
+
+    def create(self, name, _body):
+        self.calls.append(("create", name))
+
+    def start(self, name):
+        self.calls.append(("start", name))
+        self.running[name] = True
+
+    def kill(self, name, signal):
+        self.calls.append(("kill", name, signal))
+        self.running[name] = False
+
+    def rename(self, name, new):
+        self.calls.append(("rename", name, new))
+
+    def container(self, name):
+        health = "healthy" if self.healthy or name == "nasai-proxy" else "unhealthy"
+        return {"State": {"Running": self.running.get(name, False), "Health": {"Status": health, "Log": []}}}
+
+    def logs(self, _name):
+        return ""
+
+
+def test_start_first_stops_the_running_proxy_only_after_its_replacement_is_healthy():
+    engine = _Swap(healthy=True)
+    body = {"Healthcheck": {"Test": ["CMD", "true"]}}
+    error = stack_containers.replace_start_first(engine, "nasai-proxy", body, {"stop_signal": "SIGUSR1"}, 5, 5)
+    assert error is None
+    assert engine.calls == [("remove", "nasai-proxy-next"), ("create", "nasai-proxy-next"),
+                            ("start", "nasai-proxy-next"), ("kill", "nasai-proxy", "SIGUSR1"),
+                            ("remove", "nasai-proxy"), ("rename", "nasai-proxy-next", "nasai-proxy")]
+
+
+def test_start_first_leaves_the_running_proxy_alone_when_the_replacement_fails(monkeypatch):
+    monkeypatch.setattr(stack_containers.time, "sleep", lambda _s: None)
+    engine = _Swap(healthy=False)
+    body = {"Healthcheck": {"Test": ["CMD", "false"]}}
+    error = stack_containers.replace_start_first(engine, "nasai-proxy", body, {"stop_signal": "SIGUSR1"}, 0, 5)
+    assert "nasai-proxy: its replacement did not become healthy, so the running container was left serving" in error
+    assert ("kill", "nasai-proxy", "SIGUSR1") not in engine.calls and engine.calls[-1] == ("remove", "nasai-proxy-next")

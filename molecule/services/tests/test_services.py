@@ -798,9 +798,75 @@ def test_an_image_that_never_becomes_healthy_is_rolled_back_and_a_good_one_repla
         assert {inspect(host, n)["Config"]["Image"] for n in image_of} == {"nasai/llama-server:next"}
         assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
         assert "previous" not in host.check_output("docker ps -a --format '{{.Names}}'")
+        # The NAS records what runs: the reference, its id (the digest of its content), the one before.
+        recorded = images_registry(host)["ai"]
+        assert recorded["image"] == "nasai/llama-server:next" and recorded["id"] == inspect(host, "nasai-ai-1")["Image"]
+        assert recorded["previous"]["image"] == "nasai/llama-server:test"
     finally:
         run = converge(nas_name)
         assert run.rc == 0, run.output[-3000:]
+
+
+def test_a_new_proxy_image_takes_over_with_443_never_refusing(converge, host, nas_name):
+    """The proxy's image changes (a new tag): its replacement starts beside it on the same ports and
+    becomes healthy, then the old one stops gracefully; a steady load of new connections to 443 sees
+    no refused or failed request."""
+    host.check_output("docker tag nasai/svc-haproxy:test nasai/svc-haproxy:next")
+    before = state(host)
+    try:
+        run, load = under_load(host, lambda: converge(
+            nas_name, {"services_images": dict(IMAGES, haproxy="nasai/svc-haproxy:next")}))
+        assert run.rc == 0, run.output[-3000:]
+        assert inspect(host, "nasai-proxy")["Config"]["Image"] == "nasai/svc-haproxy:next"
+        assert state(host)["nasai-proxy"] != before["nasai-proxy"]
+        assert "next" not in host.check_output("docker ps -a --format '{{.Names}}'")
+        assert load["error_count"] == 0 and set(load["counts"]) == {"200"}, load
+    finally:
+        run = converge(nas_name)
+        assert run.rc == 0, run.output[-3000:]
+
+
+def images_registry(host):
+    return json.loads(host.file(f"{PROJECT}/registry/images.json").content_string)
+
+
+def image_id(host, ref):
+    return host.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}")
+
+
+def test_images_stay_at_their_recorded_id_until_an_update_moves_them(converge, host, nas_name, tmp_path):
+    """A tag built anew on the NAS by hand does not change what runs: the next run points it back at
+    the recorded image and restarts nothing. An update (services_images_update, what
+    playbooks/update_images.yml sets) with a new offline bundle holding a newer image under the same
+    tag replaces that container alone and records the new id and the previous one."""
+    ref = "nasai/svc-rsyslog:test"
+    old = image_id(host, ref)
+    assert images_registry(host)["logs"]["id"] == old
+    host.check_output(f"mkdir -p /tmp/next && printf 'FROM {ref}\nLABEL nasai.test=next\n' > /tmp/next/Dockerfile"
+                      f" && docker build -q -t {ref} /tmp/next")
+    new = image_id(host, ref)
+    assert new != old
+    before = state(host)
+    run = converge(nas_name)
+    assert run.rc == 0, run.output[-3000:]
+    assert image_id(host, ref) == old and state(host) == before
+    # The new image as an offline bundle, made on the NAS and brought to the controller.
+    host.check_output(f"docker tag {new} {ref} && docker save -o /tmp/next.tar {ref} && docker tag {old} {ref}")
+    subprocess.run(["docker", "cp", f"{nas_name}:/tmp/next.tar", str(tmp_path / "next.tar")], check=True)
+    update = {"services_images_update": True, "services_bundle_src_dir": str(tmp_path),
+              "services_bundle_archives": ["next.tar"]}
+    try:
+        run = converge(nas_name, update)
+        assert run.rc == 0, run.output[-3000:]
+        assert inspect(host, "nasai-logs")["Image"] == new and state(host)["nasai-ai-1"] == before["nasai-ai-1"]
+        recorded = images_registry(host)["logs"]
+        assert recorded["id"] == new and recorded["previous"]["id"] == old, recorded
+    finally:
+        host.run("rm -f /tmp/next.tar")
+        # The bundle of converge.yml again: the image that was there first, applied by an update.
+        run = converge(nas_name, {"services_images_update": True})
+        assert run.rc == 0, run.output[-3000:]
+    assert inspect(host, "nasai-logs")["Image"] == old and images_registry(host)["logs"]["id"] == old
 
 
 # Clients for a model switch, until /tmp/nasai-load.stop exists: two ask for the model list (each
