@@ -35,8 +35,8 @@ for row in "${rows[@]}"; do
       scenario=${row%% *}
       echo
       echo "--- why $scenario failed (from $log_dir/$scenario.log)"
-      sed 's/\x1b\[[0-9;]*m//g' "$log_dir/$scenario.log" \
-        | grep -E '^(fatal:|FAILED |ERROR |E  )|failed=[1-9]|unreachable=[1-9]|CRITICAL' \
+      sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ //' "$log_dir/$scenario.log" \
+        | grep -E '^(fatal:|FAILED|ERROR |_{3,} test|E +(assert|AssertionError|\[ERROR\]|fatal|[A-Za-z]*Error))|failed=[1-9]|unreachable=[1-9]|CRITICAL' \
         | cut -c1-300 | tail -n 40
       ;;
   esac

@@ -137,6 +137,10 @@ class Engine:
         """Send a signal to the container's main process (a reload, with SIGHUP or SIGUSR2)."""
         self.call("POST", "/containers/%s/kill" % quote(name, safe=""), {"signal": signal}, ok=(204,))
 
+    def set_restart_policy(self, name, policy):
+        """Change a container's restart policy (RestartPolicy of the create body) in place."""
+        self.call("POST", "/containers/%s/update" % quote(name, safe=""), body={"RestartPolicy": policy}, ok=(200,))
+
     def rename(self, name, new_name):
         self.call("POST", "/containers/%s/rename" % quote(name, safe=""), {"name": new_name}, ok=(204,))
 

@@ -28,8 +28,9 @@ description:
     Its replacement starts beside it as C(<name>-next), both listening on the same ports through
     C(SO_REUSEPORT), and must become healthy. Only then does the running one get its C(stop_signal),
     a graceful stop that finishes its connections for at most O(drain_timeout) seconds, and go; the
-    replacement takes its name. A replacement that does not become healthy is removed and the
-    running container never stopped. So no moment has nothing listening.
+    replacement takes its name. So no moment has nothing listening. A replacement that does not
+    become healthy beside it (a port held by an older configuration, a broken image) is removed, and
+    the container is then replaced the usual way below.
   - One-shot containers (O(oneshots)) run to completion once, before the others, while the path
     they name in C(creates) does not exist on the host.
   - Containers that carry the label O(prune_label) but are not in O(containers) are removed
@@ -297,17 +298,19 @@ def wait_exit(engine, name, timeout, sleep=time.sleep):
 
 def replace_start_first(engine, name, body, spec, healthy_timeout, drain_timeout):
     """Start the replacement of a running container beside it, wait until it is healthy, stop the
-    running one gracefully, and give the replacement its name; an error message (and the running
-    container left alone) when the replacement does not become healthy."""
+    running one gracefully, and give the replacement its name; an error message (the running
+    container left alone, the replacement removed) when the replacement does not become healthy."""
     following = name + NEXT_SUFFIX
     engine.remove(following)
-    engine.create(following, body)
+    # No restarts until it proved healthy: one that cannot start (a port still held) fails at once.
+    trial = dict(body, HostConfig=dict(body.get("HostConfig") or {}, RestartPolicy={"Name": "no"}))
+    engine.create(following, trial)
     engine.start(following)
     error = wait_healthy(engine, following, healthy_timeout) if body.get("Healthcheck") else None
     if error:
         engine.remove(following)
-        return "%s: its replacement did not become healthy, so the running container was left serving: %s" % (
-            name, error)
+        return "%s: its replacement did not become healthy beside it: %s" % (name, error)
+    engine.set_restart_policy(following, (body.get("HostConfig") or {}).get("RestartPolicy") or {"Name": "no"})
     engine.kill(name, spec.get("stop_signal") or "SIGTERM")
     wait_exit(engine, name, drain_timeout)
     engine.remove(name)
@@ -394,14 +397,18 @@ def main():
                 after[name] = {"image": spec["image"], "running": True, "changed_fields": fields}
             if check:
                 continue
-            running = (current or {}).get("State", {}).get("Running")
-            if action == "recreated" and spec.get("start_first") and running and not spec.get("published_ports"):
+            # Start-first only where both share the host's network stack (SO_REUSEPORT): a running
+            # container in bridge mode holds its published ports through the engine instead.
+            host_now = ((current or {}).get("HostConfig") or {}).get("NetworkMode") == "host"
+            if action == "recreated" and spec.get("start_first") and host_now and spec.get("network_mode") == "host" \
+                    and ((current or {}).get("State") or {}).get("Running"):
                 error = replace_start_first(engine, name, body, spec, p["healthy_timeout"], p["drain_timeout"])
-                if error:
-                    report[name]["action"] = "kept"
-                    module.fail_json(msg=error, actions=actions, containers=report)
-                addresses[name] = address_of(engine.container(name))
-                continue
+                if error is None:
+                    addresses[name] = address_of(engine.container(name))
+                    continue
+                # Not beside it (an older configuration without reuseport, a broken image): the
+                # usual way, stopped first, kept aside and put back if the new one fails too.
+                actions.append("start-first failed, replace %s stopped first (%s)" % (name, error))
             previous = name + PREVIOUS_SUFFIX
             if action == "recreated":
                 # Kept aside, stopped, until the replacement is healthy: the way back.

@@ -269,6 +269,9 @@ class _Swap:
     def rename(self, name, new):
         self.calls.append(("rename", name, new))
 
+    def set_restart_policy(self, name, policy):
+        self.calls.append(("restart policy", name, policy["Name"]))
+
     def container(self, name):
         health = "healthy" if self.healthy or name == "nasai-proxy" else "unhealthy"
         return {"State": {"Running": self.running.get(name, False), "Health": {"Status": health, "Log": []}}}
@@ -279,11 +282,12 @@ class _Swap:
 
 def test_start_first_stops_the_running_proxy_only_after_its_replacement_is_healthy():
     engine = _Swap(healthy=True)
-    body = {"Healthcheck": {"Test": ["CMD", "true"]}}
+    body = {"Healthcheck": {"Test": ["CMD", "true"]}, "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"}}}
     error = stack_containers.replace_start_first(engine, "nasai-proxy", body, {"stop_signal": "SIGUSR1"}, 5, 5)
     assert error is None
     assert engine.calls == [("remove", "nasai-proxy-next"), ("create", "nasai-proxy-next"),
-                            ("start", "nasai-proxy-next"), ("kill", "nasai-proxy", "SIGUSR1"),
+                            ("start", "nasai-proxy-next"), ("restart policy", "nasai-proxy-next", "unless-stopped"),
+                            ("kill", "nasai-proxy", "SIGUSR1"),
                             ("remove", "nasai-proxy"), ("rename", "nasai-proxy-next", "nasai-proxy")]
 
 
@@ -292,5 +296,5 @@ def test_start_first_leaves_the_running_proxy_alone_when_the_replacement_fails(m
     engine = _Swap(healthy=False)
     body = {"Healthcheck": {"Test": ["CMD", "false"]}}
     error = stack_containers.replace_start_first(engine, "nasai-proxy", body, {"stop_signal": "SIGUSR1"}, 0, 5)
-    assert "nasai-proxy: its replacement did not become healthy, so the running container was left serving" in error
+    assert "nasai-proxy: its replacement did not become healthy beside it" in error
     assert ("kill", "nasai-proxy", "SIGUSR1") not in engine.calls and engine.calls[-1] == ("remove", "nasai-proxy-next")

@@ -861,6 +861,16 @@ def test_images_stay_at_their_recorded_id_until_an_update_moves_them(converge, h
         assert inspect(host, "nasai-logs")["Image"] == new and state(host)["nasai-ai-1"] == before["nasai-ai-1"]
         recorded = images_registry(host)["logs"]
         assert recorded["id"] == new and recorded["previous"]["id"] == old, recorded
+        # A newer image that never becomes healthy: the container and the tag go back to `new`.
+        host.check_output(f"printf 'FROM {ref}\\nENTRYPOINT [\"/bin/sh\", \"-c\", \"exit 1\", \"--\"]\\n' "
+                          f"> /tmp/next/Dockerfile && docker build -q -t {ref} /tmp/next"
+                          f" && docker save -o /tmp/next.tar {ref} && docker tag {new} {ref}")
+        subprocess.run(["docker", "cp", f"{nas_name}:/tmp/next.tar", str(tmp_path / "next.tar")], check=True)
+        run = converge(nas_name, dict(update, services_healthy_timeout=15))
+        assert run.rc != 0
+        assert "were pointed back at the ids recorded before" in run.said, run.output[-3000:]
+        assert image_id(host, ref) == new and inspect(host, "nasai-logs")["Image"] == new
+        assert images_registry(host)["logs"]["id"] == new
     finally:
         host.run("rm -f /tmp/next.tar")
         # The bundle of converge.yml again: the image that was there first, applied by an update.
@@ -933,8 +943,19 @@ def switch_load(host, action):
         host.check_output("touch /tmp/nasai-load.stop")
     assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=90)
     figures = json.loads(host.file("/tmp/nasai-load.json").content_string)
-    print("model switch load:", {k: figures[k] for k in ("requests", "counts", "error_count", "cut", "p99_ms", "ids")})
     return result, figures
+
+
+# The load's figures during each switch, for the note (.cache/artefacts/model_switch.json).
+ARTEFACT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3])) \
+    / ".cache" / "artefacts" / "model_switch.json"
+
+
+def keep_figures(name, load):
+    figures = json.loads(ARTEFACT.read_text()) if ARTEFACT.exists() else {}
+    figures[name] = {key: load[key] for key in ("requests", "counts", "error_count", "cut", "p99_ms", "ids")}
+    ARTEFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTEFACT.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def registry(host):
@@ -969,6 +990,7 @@ def test_a_model_version_switches_blue_green_and_back_under_load_without_a_faile
 
     run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
                                                               "services_ai_model_version": "v2"}))
+    keep_figures("v1_to_v2_blue_green", load)
     assert run.rc == 0, run.output[-3000:]
     assert ai_names(host) == ["nasai-ai-green-1", "nasai-ai-green-2"]
     assert served_model(host).endswith("model-v2.gguf")
@@ -984,6 +1006,7 @@ def test_a_model_version_switches_blue_green_and_back_under_load_without_a_faile
 
     run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
                                                               "services_ai_model_version": "previous"}))
+    keep_figures("v2_back_to_previous", load)
     assert run.rc == 0, run.output[-3000:]
     assert ai_names(host) == ["nasai-ai-1", "nasai-ai-2"]
     assert served_model(host).endswith("/model.gguf")
@@ -1012,6 +1035,7 @@ def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
         run, load = switch_load(host, lambda: converge(nas_name, {"services_ai_models": models,
                                                                   "services_ai_model_version": "v4",
                                                                   "services_healthy_timeout": 20}))
+        keep_figures("broken_v4_refused", load)
         assert run.rc != 0
         assert "model v4 was not switched to: nasai-ai-green-1 " in run.said, run.output[-3000:]
         assert "green was removed and v1 keeps serving" in run.said
