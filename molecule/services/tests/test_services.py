@@ -687,10 +687,11 @@ print(json.dumps({"counts": counts, "errors": errors[:10], "error_count": len(er
 """
 
 
-def under_load(host, action):
-    """Run action() while STEADY_LOAD runs on the NAS; return (action's result, the load's counts)."""
+def under_load(host, action, script=STEADY_LOAD, timeout=60):
+    """Run action() while a load script (STEADY_LOAD unless said) runs on the NAS; return (action's
+    result, the load's counts), waiting at most `timeout` s for the load to report."""
     host.check_output("rm -f /tmp/nasai-load.stop /tmp/nasai-load.json")
-    host.check_output(f"cat > /tmp/nasai-load.py <<'EOF'\n{STEADY_LOAD}\nEOF")
+    host.check_output(f"cat > /tmp/nasai-load.py <<'EOF'\n{script}\nEOF")
     host.check_output(f"nohup python3 /tmp/nasai-load.py {CA} {KEYS['alice']} > /tmp/nasai-load.json 2>&1 &")
     try:
         time.sleep(2)
@@ -698,7 +699,7 @@ def under_load(host, action):
         time.sleep(3)
     finally:
         host.check_output("touch /tmp/nasai-load.stop")
-    assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=60)
+    assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=timeout)
     return result, json.loads(host.file("/tmp/nasai-load.json").content_string)
 
 
@@ -922,18 +923,7 @@ print(json.dumps({"counts": counts, "errors": errors[:10], "error_count": len(er
 
 def switch_load(host, action):
     """Run action() while SWITCH_LOAD runs on the NAS; (action's result, the load's figures)."""
-    host.check_output("rm -f /tmp/nasai-load.stop /tmp/nasai-load.json")
-    host.check_output(f"cat > /tmp/nasai-switch-load.py <<'EOF'\n{SWITCH_LOAD}\nEOF")
-    host.check_output(f"nohup python3 /tmp/nasai-switch-load.py {CA} {KEYS['alice']} > /tmp/nasai-load.json 2>&1 &")
-    try:
-        time.sleep(2)
-        result = action()
-        time.sleep(3)
-    finally:
-        host.check_output("touch /tmp/nasai-load.stop")
-    assert wait_for(lambda: host.file("/tmp/nasai-load.json").size > 0, timeout=90)
-    figures = json.loads(host.file("/tmp/nasai-load.json").content_string)
-    return result, figures
+    return under_load(host, action, script=SWITCH_LOAD, timeout=90)
 
 
 # The load's figures during each switch, for the note (.cache/artefacts/model_switch.json).
