@@ -40,6 +40,11 @@ if $browser && ! command -v chromium >/dev/null; then
   # Fonts so the screenshots show text rather than empty boxes.
   missing+=(chromium fonts-dejavu-core)
 fi
+# The chat test drives the browser (sign in, type, send) through WebDriver: Debian's driver matches
+# its chromium.
+if $browser && ! command -v chromedriver >/dev/null; then
+  missing+=(chromium-driver)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing ${missing[*]}"

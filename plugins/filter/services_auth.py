@@ -14,6 +14,7 @@ from typing import Any, Optional
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KEY = re.compile(r"^\S{24,256}$")
 ROLES = ("admin", "user", "api")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def user_key_path(name: str, project_dir: str) -> str:
@@ -58,6 +59,17 @@ def auth_map(users: Sequence[Mapping[str, str]], engine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chat_accounts(users: Sequence[Mapping[str, str]], inventory: Sequence[Mapping[str, Any]],
+                  domain: str) -> list[dict[str, str]]:
+    """The chat front-end's accounts: each user of `users` ({name, role, key}, as user_keys gives them)
+    with role admin or user, as {name, email, password, role}: the e-mail the inventory's entry gives
+    (`inventory`: services_users), else <name>@`domain`; the password is the user's key."""
+    emails = {user.get("name"): user.get("email") for user in inventory if isinstance(user, Mapping)}
+    return [{"name": user["name"], "email": (emails.get(user["name"]) or "%s@%s" % (user["name"], domain)).lower(),
+             "password": user["key"], "role": user["role"]}
+            for user in users if user["role"] in ("admin", "user")]
+
+
 def user_errors(users: Any) -> list[str]:
     """What is wrong with services_users, each message naming the variable and what it expected."""
     if not isinstance(users, Sequence) or isinstance(users, (str, bytes)):
@@ -77,6 +89,9 @@ def user_errors(users: Any) -> list[str]:
         names.add(name)
         if user.get("role") not in ROLES:
             errors.append("%s.role must be one of %s, got %r" % (where, ", ".join(ROLES), user.get("role")))
+        email = user.get("email")
+        if email is not None and not EMAIL.match(str(email)):
+            errors.append("%s.email (user %s) must be an e-mail address (name@domain), got %r" % (where, name, email))
         key = user.get("key")
         if key:
             if not KEY.match(str(key)):
@@ -92,4 +107,4 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {"user_key_paths": user_key_paths, "user_keys": user_keys, "auth_map": auth_map,
-                "user_errors": user_errors}
+                "user_errors": user_errors, "chat_accounts": chat_accounts}

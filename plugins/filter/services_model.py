@@ -20,7 +20,7 @@ SERVICE_FIELDS = (
     "networks", "healthcheck", "restart_policy", "labels", "memory", "memory_swap", "memory_reservation", "cpus",
     "cpuset_cpus", "pids_limit", "read_only", "user", "tmpfs", "security_opts", "cap_drop", "cap_add",
     "no_new_privileges", "configs", "config_mount", "data", "data_dirs", "tls", "init", "log", "proxy_path", "order",
-    "proxy_admin", "proxy_log_port", "start_first", "stop_signal",
+    "proxy_admin", "proxy_public", "proxy_log_port", "start_first", "stop_signal",
 )
 # Order of a service that neither its `order` field nor the role's order table places.
 DEFAULT_ORDER = 50
@@ -154,17 +154,31 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
 
 def proxy_upstreams(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str],
                     instances: Sequence[Mapping[str, Any]], peer_host: str = "") -> list[dict[str, Any]]:
-    """The reverse proxy's upstreams: each enabled service with a `proxy_path` and the
-    `host:port` of its replicas (`peer_host`, or the container's name when empty), longest path
-    first (the proxy matches them in this order); `admin` when only admins may reach it (`proxy_admin`)."""
+    """The reverse proxy's upstreams: each enabled service with a `proxy_path` (one path prefix or a
+    list of them) and the `host:port` of its replicas (`peer_host`, or the container's name when
+    empty), by longest path first; `admin` when only admins may reach it (`proxy_admin`), `public` when
+    the proxy asks no key for it (`proxy_public`: the service signs its users in itself)."""
     out = []
     for name in names:
         if "proxy_path" not in definitions[name]:
             continue
+        paths = definitions[name]["proxy_path"]
+        paths = [str(path) for path in paths] if isinstance(paths, (list, tuple)) else [str(paths)]
+        paths = sorted(paths, key=lambda path: (len(path), _fold(path)), reverse=True)
         servers = ["%s:%s" % (peer_host or item["name"], item["port"]) for item in instances if item["service"] == name]
-        out.append({"name": name, "path": definitions[name]["proxy_path"], "servers": servers,
-                    "admin": as_bool(definitions[name].get("proxy_admin", False))})
+        out.append({"name": name, "path": paths[0], "paths": paths, "servers": servers,
+                    "admin": as_bool(definitions[name].get("proxy_admin", False)),
+                    "public": as_bool(definitions[name].get("proxy_public", False))})
     return sorted(out, key=lambda upstream: _fold(upstream["path"]), reverse=True)
+
+
+def proxy_routes(upstreams: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every (path prefix, upstream) pair of `upstreams`, longest prefix first: the order in which a
+    proxy that takes the first match (HAProxy's rules, a regular-expression map) must test them to
+    pick the longest one, as nginx's prefix locations do."""
+    routes = [{"path": path, "name": upstream["name"], "public": as_bool(upstream.get("public", False))}
+              for upstream in upstreams for path in upstream.get("paths", [upstream["path"]])]
+    return sorted(routes, key=lambda route: (len(route["path"]), route["path"]), reverse=True)
 
 
 def proxy_log_targets(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str],
@@ -298,6 +312,7 @@ class FilterModule:
             "enabled_services": enabled_services,
             "service_instances": service_instances,
             "proxy_upstreams": proxy_upstreams,
+            "proxy_routes": proxy_routes,
             "proxy_log_targets": proxy_log_targets,
             "host_ports": host_ports,
             "config_files": config_files,

@@ -5,7 +5,9 @@ import hashlib
 
 import pytest
 
-from ansible_collections.nasai.stack.plugins.filter.services_auth import auth_map, user_errors, user_key_paths, user_keys
+from ansible_collections.nasai.stack.plugins.filter.services_auth import (
+    auth_map, chat_accounts, user_errors, user_key_paths, user_keys,
+)
 
 PROJECT = "/srv/services"
 USERS = [{"name": "root", "role": "admin", "key": "k" * 24}, {"name": "bob", "role": "user", "key": None},
@@ -54,3 +56,19 @@ def test_good_users_have_no_errors():
 ])
 def test_bad_users_are_named_with_what_was_expected(users, message):
     assert any(message in error for error in user_errors(users)), user_errors(users)
+
+
+def test_chat_accounts_are_the_admins_and_users_with_their_email_and_key_as_password():
+    users = [{"name": "admin", "role": "admin", "key": "k" * 40}, {"name": "alice", "role": "user", "key": "a" * 30},
+             {"name": "robot", "role": "api", "key": "r" * 30}]
+    inventory = [{"name": "admin", "role": "admin"}, {"name": "alice", "role": "user", "email": "Alice@Example.ORG"},
+                 {"name": "robot", "role": "api"}]
+    assert chat_accounts(users, inventory, "nas.lan") == [
+        {"name": "admin", "email": "admin@nas.lan", "password": "k" * 40, "role": "admin"},
+        {"name": "alice", "email": "alice@example.org", "password": "a" * 30, "role": "user"}]
+
+
+@pytest.mark.parametrize("email", ["alice", "alice@", "@nas.lan", "alice@nas", "a b@nas.lan"])
+def test_user_errors_name_an_email_that_is_not_an_address(email):
+    errors = user_errors([{"name": "alice", "role": "user", "email": email}])
+    assert errors == ["services_users[0].email (user alice) must be an e-mail address (name@domain), got %r" % email]

@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.nasai.stack.plugins.filter.services_model import (
     SERVICE_FIELDS, config_files, config_writes, data_dirs, enabled_services, host_ports, project_directories,
-    proxy_log_targets, proxy_upstreams, service_instances,
+    proxy_log_targets, proxy_routes, proxy_upstreams, service_instances,
 )
 
 P = "/srv/nasai"
@@ -96,9 +96,22 @@ def test_proxy_upstreams_longest_path_first():
                            ("bridge", "", ["nasai-ai-1:8081", "nasai-ai-2:8081"])):
         instances = service_instances(definitions, NAMES, P, network_mode=mode)
         assert proxy_upstreams(definitions, NAMES, instances, peer) == [
-            {"name": "files", "path": "/files/", "servers": [("%s:8090" % peer) if peer else "nasai-files:8090"],
-             "admin": False},
-            {"name": "ai", "path": "/", "servers": ai, "admin": False}]
+            {"name": "files", "path": "/files/", "paths": ["/files/"],
+             "servers": [("%s:8090" % peer) if peer else "nasai-files:8090"], "admin": False, "public": False},
+            {"name": "ai", "path": "/", "paths": ["/"], "servers": ai, "admin": False, "public": False}]
+
+
+def test_proxy_routes_take_the_longest_prefix_first_across_services():
+    # The chat takes / and signs its users in itself; the AI core keeps its API paths beside it.
+    definitions = dict(stack(), chat={"port": 8080, "proxy_path": "/", "proxy_public": True})
+    definitions["ai"] = dict(definitions["ai"], proxy_path=["/v1/", "/slots", "/completion"])
+    names = NAMES + ["chat"]
+    upstreams = proxy_upstreams(definitions, names, service_instances(definitions, names, P), "127.0.0.1")
+    ai = next(u for u in upstreams if u["name"] == "ai")
+    assert (ai["path"], ai["paths"]) == ("/completion", ["/completion", "/slots", "/v1/"])
+    assert [(r["path"], r["name"], r["public"]) for r in proxy_routes(upstreams)] == [
+        ("/completion", "ai", False), ("/files/", "files", False), ("/slots", "ai", False),
+        ("/v1/", "ai", False), ("/", "chat", True)]
 
 
 def test_proxy_upstreams_mark_the_routes_only_admins_reach():
