@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: chat_accounts
 short_description: Keep Open WebUI's accounts in line with a list of users, through its API
-version_added: 0.9.0
+version_added: 0.5.0
 description:
   - Signs in to Open WebUI as its admin and makes its accounts what O(users) says - each user present
     with its name, role and password - without touching accounts it does not manage.

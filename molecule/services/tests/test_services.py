@@ -1062,6 +1062,11 @@ def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
     ({"services_ai_queue_timeout": 0}, "services_ai_queue_timeout must be 1-3600 seconds"),
     ({"services_ai_cache_ram": -1}, "services_ai_cache_ram must be 0 (off)"),
     ({"services_logs_file_max": "10k"}, "services_logs_file_max must be a Docker size of at least 1m"),
+    # The chat front-end: bridge mode is not for it yet, an e-mail must be one.
+    ({"services_chat_enabled": True, "services_network_mode": "bridge"},
+     "services_chat_enabled=true needs services_network_mode=host"),
+    ({"services_users": [{"name": "eve", "role": "user", "email": "eve"}]},
+     "services_users[0].email (user eve) must be an e-mail address"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     before = snapshot(host)
