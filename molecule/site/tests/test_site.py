@@ -233,3 +233,27 @@ def test_the_collector_s_files_are_capped_and_rotate(trixie):
         time.sleep(1)
     assert marker in trixie.file(log).content_string
     assert trixie.file(log).size < 1 << 20
+
+
+def test_the_stack_renders_as_kubernetes_objects_valid_against_the_schema(converge, tmp_path):
+    """playbooks/k8s_manifests.yml: the services model of a converged NAS as Kubernetes objects, written
+    one file each and strictly valid for Kubernetes 1.33 (no server runs here: see the unit tests)."""
+    import kubernetes_validate
+    import yaml
+
+    run = converge(OMV, {"cluster_k8s_dir": str(tmp_path)}, playbook="../../playbooks/k8s_manifests.yml")
+    assert run.rc == 0, run.output[-3000:]
+    objects = [doc for path in sorted(tmp_path.glob("*.yaml"))
+               for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    # This NAS's stack: the AI core and the file manager (the chat is not rendered yet); its proxy
+    # becomes the Ingress, and each pod listens on its own address.
+    assert sorted(deployments) == ["ai", "files"]
+    ai = deployments["ai"]["spec"]["template"]["spec"]["containers"][0]
+    assert ai["image"] == "nasai/llama-server:test" and ai["args"][ai["args"].index("--host") + 1] == "0.0.0.0"
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths["/"] == "ai" and paths["/files/"] == "files"
+    assert ingress["spec"]["rules"][0]["host"] == OMV
