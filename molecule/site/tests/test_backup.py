@@ -110,10 +110,14 @@ def test_the_offsite_copy_is_on_the_offsite_server_and_encrypted(nas):
         assert server.run(f"grep -rl 'nasai' {repo}/data").rc == 1, repo
 
 
-def test_the_file_managers_database_is_copied_consistently_while_it_runs(nas):
+def test_the_file_managers_and_the_chats_databases_are_copied_consistently_while_they_run(nas):
     host = nas[OMV]
     live = host.check_output(f"ls {FILES}/.hist/*/up2k.db").split()
     assert live, "copyparty keeps an index (e2dsa)"
+    # The chat front-end's accounts and chats (Open WebUI's SQLite database).
+    chat_db = FILES.rsplit("/", 1)[0] + "/chat/webui.db"
+    assert host.file(chat_db).exists
+    live.append(chat_db)
     assert run_job(host, "run").rc == 0
     listing = host.check_output(f"{JOB} restic local ls latest --no-lock")
     for db in live:
