@@ -15,8 +15,9 @@ if ! nasai_cached "$tag" nasai/svc-openwebui:test; then
   context=$(mktemp -d /var/tmp/nasai-chat.XXXXXX)
   trap 'rm -rf "$context"' EXIT
   cp "$here/chat/Dockerfile" "$context/"
+  arch=$(uname -m)
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11.2 \
-    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux_2_28_$arch" \
     --dest "$context/wheels" -r "$here/chat/wheels.txt"
   docker build -q --build-arg "BASE=nasai/nas:bookworm" -t "$tag" "$context" >/dev/null
   docker tag "$tag" nasai/svc-openwebui:test
