@@ -105,6 +105,9 @@ options:
         is left, up to O(drain_timeout) seconds. So the replica set a reverse proxy just stopped sending
         requests to finishes what it serves (streams included) before it goes. Connections are read from
         the container's network namespace (C(/proc/<pid>/net/tcp), C(tcp6)).
+      - First, each container of O(signals) signalled in this run (a reverse proxy told to reload) must have
+        no worker process left from before its signal, up to O(drain_timeout) seconds - an old worker may
+        still hand a request to the set that goes.
     type: list
     elements: dict
     default: []
@@ -287,6 +290,42 @@ def drain(engine, name, port, timeout, sleep=time.sleep, settle=DRAIN_SETTLE):
     return round(time.monotonic() - start, 1)
 
 
+def clock_ticks(proc="/proc"):
+    """Now, in the clock ticks since boot that /proc/<pid>/stat counts a process's start time in."""
+    with open("%s/uptime" % proc) as handle:
+        return float(handle.read().split()[0]) * os.sysconf("SC_CLK_TCK")
+
+
+def older_children(pid, since, proc="/proc"):
+    """How many child processes of `pid` started before `since` (clock ticks since boot): after a
+    reload signal, the proxy's old workers, which may still hand requests to the old upstreams."""
+    count = 0
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("%s/%s/stat" % (proc, entry)) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 19 and int(fields[1]) == pid and int(fields[19]) < since:
+            count += 1
+    return count
+
+
+def wait_old_workers(engine, name, since, timeout, sleep=time.sleep, proc="/proc"):
+    """Wait until the container `name` (a reverse proxy just signalled to reload) has no worker
+    left from before `since`, or `timeout`; the seconds waited. Only then may the upstreams it no
+    longer names go: an old worker ends its last request on them first."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        pid = ((engine.container(name) or {}).get("State") or {}).get("Pid")
+        if not pid or older_children(pid, since, proc) == 0:
+            break
+        sleep(0.5)
+    return round(time.monotonic() - start, 1)
+
+
 def wait_exit(engine, name, timeout, sleep=time.sleep):
     """Wait until the container is no longer running (or `timeout`)."""
     deadline = time.monotonic() + timeout
@@ -351,7 +390,7 @@ def main():
             module.fail_json(msg="every container needs a name and an image, got %s" % spec)
     engine = Engine(p["socket"])
     check = module.check_mode
-    actions, removed, report, outputs, addresses, drained = [], [], {}, {}, {}, {}
+    actions, removed, report, outputs, addresses, drained, signalled = [], [], {}, {}, {}, {}, {}
     drain_ports = {item.get("name"): item.get("port") for item in p["drain"]}
     before, after = {}, {}
     try:
@@ -447,6 +486,7 @@ def main():
             actions.append("signal %s %s" % (item.get("signal"), name))
             report[name]["action"] = "signalled"
             if not check:
+                signalled[name] = clock_ticks()
                 engine.kill(name, item.get("signal"))
 
         if p["prune_label"]:
@@ -462,6 +502,11 @@ def main():
                 after[name] = None
                 if not check:
                     if name in drain_ports:
+                        if not drained:
+                            # The proxies signalled to reload send the old set nothing more once their
+                            # old workers are gone (each ends its requests in flight first).
+                            for proxy, since in signalled.items():
+                                wait_old_workers(engine, proxy, since, p["drain_timeout"])
                         # The settling wait once: the others of the set drained meanwhile.
                         drained[name] = drain(engine, name, drain_ports[name], p["drain_timeout"],
                                               settle=0 if drained else DRAIN_SETTLE)

@@ -245,6 +245,31 @@ def test_a_drain_of_a_stopped_container_ends_at_once():
     assert slept == [0, 0.5]
 
 
+def _process(proc, pid, ppid, start, name="haproxy"):
+    (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+    # /proc/<pid>/stat: pid (comm) state ppid ... starttime is the 22nd field.
+    rest = ["S", str(ppid)] + ["0"] * 17 + [str(start)] + ["0"] * 5
+    (proc / str(pid) / "stat").write_text("%d (%s) %s\n" % (pid, name, " ".join(rest)))
+
+
+def test_the_old_workers_of_a_reloaded_proxy_are_its_children_started_before_the_signal(tmp_path):
+    _process(tmp_path, 100, 1, 50)          # the master
+    _process(tmp_path, 101, 100, 60)        # the old worker
+    _process(tmp_path, 102, 100, 900)       # the new worker, after the reload at tick 800
+    _process(tmp_path, 103, 7, 10, "a b)")  # someone else's child, with a parenthesis in its name
+    (tmp_path / "self").mkdir()
+    assert stack_containers.older_children(100, 800, proc=str(tmp_path)) == 1
+    assert stack_containers.older_children(100, 40, proc=str(tmp_path)) == 0
+
+
+def test_the_old_set_waits_until_the_proxy_has_no_old_worker(tmp_path, monkeypatch):
+    counts = iter([2, 1, 1, 0, 9])
+    monkeypatch.setattr(stack_containers, "older_children", lambda pid, since, proc: next(counts))
+    slept = []
+    stack_containers.wait_old_workers(_Engine(100), "nasai-proxy", 800, timeout=60, sleep=slept.append)
+    assert slept == [0.5, 0.5, 0.5] and next(counts) == 9
+
+
 class _Swap:
     """A fake engine that records calls; the replacement becomes healthy when `healthy`."""
 
