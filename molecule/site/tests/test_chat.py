@@ -214,7 +214,7 @@ def nas_address():
 
 def test_wrong_passwords_past_the_limit_get_429_from_the_proxy():
     """From the other NAS (one address of the LAN; not nas-site-omv's loopback, which the chat itself
-    uses to reach the AI core): past services_auth_fail_limit (10 a minute) failed sign-ins, 429."""
+    uses to reach the AI core): past services_auth_fail_limit (10 a minute) sign-ins, 429."""
     other = testinfra.get_host("docker://nas-site-trixie")
     # Another e-mail each time: Open WebUI's own limit (per e-mail) stays out of it; the proxy counts by address.
     codes = [sign_in(other, f"guess{n:02d}@nas.lan", "guess-0123456789abcdef", base=f"https://{OMV}")[0]
