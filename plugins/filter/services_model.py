@@ -126,7 +126,10 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
                 "volumes": _mounts(name, service, project_dir) + list(service.get("volumes") or []),
                 "networks": service.get("networks", [network_name]),
                 "healthcheck": _healthcheck(service.get("healthcheck"), port),
-                "restart_policy": service.get("restart_policy", "unless-stopped"),
+                # `always`, not unless-stopped: the engine flags a container that exits while it shuts
+                # down itself as stopped by hand, and unless-stopped then leaves it down at the next boot
+                # (the log collector, found exited 255 after a clean reboot of a simulated NAS).
+                "restart_policy": service.get("restart_policy", "always"),
                 "labels": labels,
                 "memory": service.get("memory"),
                 "memory_swap": service.get("memory_swap"),

@@ -143,7 +143,7 @@ EXAMPLES = r"""
         healthcheck: {test: [CMD, curl, -fsS, "http://127.0.0.1:8081/health"], interval: 5s}
         memory: 256m
         cpus: 1.5
-        restart_policy: unless-stopped
+        restart_policy: always
         labels: {nasai.stack.service: ai}
     prune_label: nasai.stack.service
 """

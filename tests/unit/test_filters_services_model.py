@@ -55,7 +55,7 @@ def test_instances_in_host_mode():
     assert ai2["volumes"] == ["models:/models:ro"] and ai2["ports"] == []
     assert (ai2["log_driver"], ai2["log_options"]) == ("syslog", {"syslog-address": "udp://127.0.0.1:5514",
                                                                   "tag": "nasai-ai-2", "syslog-format": "rfc5424"})
-    assert ai2["security_opts"] == ["no-new-privileges:true"] and ai2["restart_policy"] == "unless-stopped"
+    assert ai2["security_opts"] == ["no-new-privileges:true"] and ai2["restart_policy"] == "always"
     assert (ai2["entrypoint"], ai2["memory"], ai2["read_only"], ai2["tmpfs"]) == (None, None, False, [])
 
 

@@ -104,11 +104,13 @@ def everything_is_back(nas):
     assert targets["status"] == "success"
 
 
-# After the whole suite on a fresh clone (CI), a container of the stack is found not running 120 s
-# after the boot and the rerun then changes one thing; run alone, the scenario passes. Until the
-# cause is found (the message now names every container's state), these do not fail the suite.
-FRESH_CLONE = pytest.mark.xfail(reason="a stack container not back after the boot on a fresh clone: under "
-                                       "investigation (issue 19)", strict=False)
+# After the whole suite on a fresh clone (CI), a container of the stack was found not running 120 s
+# after the boot and the rerun then changed one thing: the log collector, "Exited (255)" at the
+# shutdown and not started at boot (the engine had flagged it stopped by hand, which restart policy
+# unless-stopped honours). The stack's containers now restart `always`; until fresh-clone runs show
+# it holds, these do not fail the suite (an XPASS says it did).
+FRESH_CLONE = pytest.mark.xfail(reason="the log collector not back after the boot on a fresh clone (issue 19): "
+                                       "restart policy always is the fix under trial", strict=False)
 
 
 @FRESH_CLONE
