@@ -176,6 +176,7 @@ def browser(nas):
 
 
 def test_a_browser_signs_in_as_the_admin_sends_a_message_and_sees_the_reply(browser, admin_key):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
@@ -200,7 +201,8 @@ def test_a_browser_signs_in_as_the_admin_sends_a_message_and_sees_the_reply(brow
         texts = [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, "#response-content-container")]
         return [t for t in texts if t]
 
-    replies = wait.until(reply)
+    # The reply streams in: its elements are replaced as tokens arrive (a stale one is looked at again).
+    replies = WebDriverWait(browser, 90, ignored_exceptions=(StaleElementReferenceException,)).until(reply)
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "chat-open-webui.png"))
     assert replies and replies[0], "no reply from the AI core appeared in the page"
