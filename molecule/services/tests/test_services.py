@@ -1050,6 +1050,8 @@ def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
     ({"services_data_path": "/container/../etc"}, "services_data_path must not contain '..'"),
     ({"services_project_dir": "/"}, "services_project_dir must not be the root or a system directory"),
     ({"services_models_volume": "/etc"}, "services_models_volume must not be the root or a system directory"),
+    # A share's volume options with no type (here the models are a directory, which is refused too).
+    ({"services_models_volume_options": {"o": "bind"}}, "services_models_volume_options need a type"),
     ({"services_users": [{"name": "eve", "role": "user", "key": "short"}]}, "services_users[0].key (user eve) must be 24 to 256"),
     ({"services_allowed_networks": ["lan"]}, "services_allowed_networks must be IPv4 networks"),
     ({"services_overrides": {"files": {"cpuset_cpus": "0-4095"}}},

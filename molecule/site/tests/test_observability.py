@@ -169,12 +169,14 @@ def test_traffic_gives_its_5xx_share_and_a_p99_per_route(nas, offsite):
     good = ("POST", "/v1/chat/completions",
             json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
     bad = ("POST", "/v1/embeddings", json.dumps({"input": "hi"}))
-    # Both series exist first (Prometheus cannot know that a counter it sees for the first time
-    # started at 0), then a quiet start: no other request to the AI core in the window the share is
-    # taken over (the tests before this one use it too).
+
     def counts():
         return {r["metric"]["code_class"]: float(r["value"][1])
                 for r in query(nas, 'sum by (code_class) (nasai_http_requests_total{route="ai"})')}
+
+    # Both series exist first (Prometheus cannot know that a counter it sees for the first time
+    # started at 0), then a quiet start: no other request to the AI core in the window the share is
+    # taken over (the tests before this one use it too).
     first = counts()
     assert through_proxy(nas, [good, bad]) == [200, 501]
     # Scraped with these two counted (on a stack that served before, the series exist already).

@@ -1,0 +1,129 @@
+"""Three NAS formed into one Docker Swarm by the cluster role: three managers hold a quorum, the
+labels are the inventory's and the facts', a manager down leaves the swarm answering, a NAS leaves
+and joins again, the tokens never show, and bad input is refused before any change."""
+
+import json
+import time
+
+import pytest
+import testinfra
+
+NAS = ["nas-cluster-1", "nas-cluster-2", "nas-cluster-3"]
+ALL = "nas"
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    return {name: testinfra.get_host(f"docker://{name}") for name in NAS}
+
+
+def nodes(host):
+    """The swarm's nodes as a manager sees them: hostname -> (role, manager status, state, labels)."""
+    ids = host.check_output("docker node ls -q").split()
+    seen = {}
+    for node in json.loads(host.check_output("docker node inspect " + " ".join(ids))):
+        seen[node["Description"]["Hostname"]] = (
+            node["Spec"]["Role"], (node.get("ManagerStatus") or {}).get("Reachability"),
+            node["Status"]["State"], node["Spec"].get("Labels") or {})
+    return seen
+
+
+def swarm_state(host):
+    return json.loads(host.check_output("docker info --format '{{json .Swarm}}'"))
+
+
+def test_three_managers_hold_a_quorum(hosts):
+    seen = nodes(hosts[NAS[0]])
+    assert sorted(seen) == NAS
+    assert {name: (role, reach, state) for name, (role, reach, state, _l) in seen.items()} == \
+        {name: ("manager", "reachable", "ready") for name in NAS}
+    # One swarm: the same cluster id everywhere, each engine a manager with control.
+    infos = [swarm_state(hosts[name]) for name in NAS]
+    assert len({info["Cluster"]["ID"] for info in infos}) == 1
+    assert all(info["ControlAvailable"] and info["Managers"] == 3 for info in infos)
+
+
+def test_labels_are_the_inventory_s_and_the_facts(hosts):
+    seen = nodes(hosts[NAS[1]])
+    for name in NAS:
+        host = hosts[name]
+        labels = seen[name][3]
+        assert labels["ai"] == ("false" if name == "nas-cluster-3" else "true"), name
+        assert labels["nasai.cores"] == host.check_output("nproc --all"), name
+        assert labels["nasai.gpu"] == "none", name
+        assert int(labels["nasai.memory_gib"]) >= 1, name
+    assert seen["nas-cluster-1"][3]["room"] == "office" and seen["nas-cluster-1"][3]["disk"] == "ssd"
+    # A label set by hand (not the role's own) stays across a run.
+    first = hosts[NAS[0]]
+    first.check_output("docker node update --label-add rack=r2 nas-cluster-2")
+    assert nodes(first)["nas-cluster-2"][3]["rack"] == "r2"
+
+
+def test_the_join_tokens_never_show(hosts, converge):
+    tokens = [hosts[NAS[0]].check_output(f"docker swarm join-token -q {role}") for role in ("worker", "manager")]
+    run = converge(ALL, None, "-vvv")
+    assert run.rc == 0, run.output[-3000:]
+    assert all(run.recap(name)["changed"] == 0 for name in NAS), run.output[-3000:]
+    assert "SWMTKN-" not in run.output and not any(token in run.output for token in tokens)
+    # The hand-set label survived the run.
+    assert nodes(hosts[NAS[0]])["nas-cluster-2"][3]["rack"] == "r2"
+
+
+def test_a_manager_down_leaves_the_swarm_answering(hosts):
+    """The engine of one manager stops: the two others keep the quorum and see it down; started
+    again, it is back as a reachable manager by itself."""
+    down = hosts[NAS[1]]
+    down.check_output("systemctl stop docker.socket docker.service")
+    try:
+        start = time.monotonic()
+        while True:
+            seen = nodes(hosts[NAS[0]])
+            if seen["nas-cluster-2"][1] == "unreachable":
+                break
+            assert time.monotonic() - start < 60, seen
+            time.sleep(1)
+        # The quorum holds: a change to the swarm's state is accepted.
+        hosts[NAS[2]].check_output("docker node update --label-add probe=1 nas-cluster-1")
+        hosts[NAS[2]].check_output("docker node update --label-rm probe nas-cluster-1")
+    finally:
+        down.check_output("systemctl start docker.service")
+    start = time.monotonic()
+    while nodes(hosts[NAS[0]])["nas-cluster-2"][:3] != ("manager", "reachable", "ready"):
+        assert time.monotonic() - start < 90, nodes(hosts[NAS[0]])
+        time.sleep(1)
+
+
+def test_a_nas_leaves_and_joins_again(hosts, converge):
+    """nas-cluster-3 leaves (cluster_state absent): with two NAS left the swarm keeps one manager (an
+    even number holds no quorum better), nas-cluster-3's engine is in no swarm and is gone from the
+    list. The next run with it present brings it back, the managers are three again, and a third
+    run changes nothing."""
+    leave = {"cluster_state": "{{ 'absent' if inventory_hostname == 'nas-cluster-3' else 'present' }}"}
+    run = converge(ALL, leave)
+    assert run.rc == 0, run.output[-3000:]
+    seen = nodes(hosts[NAS[0]])
+    assert sorted(seen) == NAS[:2], seen
+    assert {name: s[0] for name, s in seen.items()} == {"nas-cluster-1": "manager", "nas-cluster-2": "worker"}
+    assert swarm_state(hosts[NAS[2]])["LocalNodeState"] == "inactive"
+    back = converge(ALL)
+    assert back.rc == 0, back.output[-3000:]
+    seen = nodes(hosts[NAS[0]])
+    assert sorted(seen) == NAS and {s[0] for s in seen.values()} == {"manager"}, seen
+    assert seen["nas-cluster-3"][3]["ai"] == "false"
+    again = converge(ALL)
+    assert again.rc == 0 and all(again.recap(name)["changed"] == 0 for name in NAS), again.output[-3000:]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"cluster_managers": ["nas-cluster-1", "nas-cluster-2"]},
+     "a swarm needs 1, 3, 5 or 7 managers, an odd number, to keep a quorum"),
+    ({"cluster_managers": ["nas-cluster-1", "nas-elsewhere", "nas-cluster-3"]},
+     "cluster_managers names nas-elsewhere, not in group nas"),
+    ({"cluster_node_labels": {"rack": 3}}, "cluster_node_labels values must be strings"),
+])
+def test_bad_input_is_refused_before_any_change(hosts, converge, extra, message):
+    before = nodes(hosts[NAS[0]])
+    run = converge(ALL, extra)
+    assert run.rc != 0
+    assert message in run.said, run.output[-3000:]
+    assert nodes(hosts[NAS[0]]) == before
