@@ -1,15 +1,38 @@
 """Three NAS formed into one Docker Swarm by the cluster role: three managers hold a quorum, the
-labels are the inventory's and the facts', a manager down leaves the swarm answering, a NAS leaves
-and joins again, the tokens never show, and bad input is refused before any change."""
+labels are the inventory's and the facts', the services model's AI core runs as a swarm service on
+the NAS labelled ai=true only (spread, quotas, health checks, start-first updates) and its replicas
+answer across the overlay network, a manager down leaves the swarm answering and its replica comes
+back on another NAS, a NAS leaves and joins again, the tokens never show, and bad input (placement
+included) is refused before any change. Figures go to .cache/artefacts/cluster.json."""
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
 
 NAS = ["nas-cluster-1", "nas-cluster-2", "nas-cluster-3"]
 ALL = "nas"
+AI = "nasai_ai"
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+FIGURES = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    artefact = REPO / ".cache" / "artefacts" / "cluster.json"
+    artefact.parent.mkdir(parents=True, exist_ok=True)
+    artefact.write_text(json.dumps(FIGURES, indent=2) + "\n")
+
+
+def running_replicas(host):
+    """(node, task container id) of each running replica of the AI core, as a manager sees them."""
+    tasks = json.loads("[" + ",".join(host.check_output(
+        f"docker service ps {AI} --filter desired-state=running --format '{{{{json .}}}}'").split("\n")) + "]")
+    return sorted(t["Node"] for t in tasks if t["CurrentState"].startswith("Running"))
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +82,34 @@ def test_labels_are_the_inventory_s_and_the_facts(hosts):
     assert nodes(first)["nas-cluster-2"][3]["rack"] == "r2"
 
 
+def test_the_ai_core_runs_on_the_ai_nodes_with_its_quotas_and_answers_across_nodes(hosts):
+    manager = hosts[NAS[0]]
+    # One replica per NAS labelled ai=true (nas-cluster-3 is not), spread over them.
+    assert running_replicas(manager) == ["nas-cluster-1", "nas-cluster-2"]
+    spec = json.loads(manager.check_output(f"docker service inspect {AI}"))[0]["Spec"]
+    task = spec["TaskTemplate"]
+    assert task["Placement"]["Constraints"] == ["node.labels.ai == true"]
+    assert task["Resources"]["Limits"]["MemoryBytes"] == 256 << 20
+    assert task["Resources"]["Reservations"]["MemoryBytes"] == 256 << 20
+    assert task["Resources"]["Limits"]["NanoCPUs"] == 500_000_000
+    assert task["ContainerSpec"]["ReadOnly"] is True and task["ContainerSpec"]["User"] == "65534:65534"
+    assert task["ContainerSpec"]["Healthcheck"]["Test"][-1].endswith("/health")
+    assert spec["UpdateConfig"]["Order"] == "start-first" and spec["EndpointSpec"]["Mode"] == "dnsrr"
+    # Each node runs its replica healthy; from the replica on nas-cluster-1, every replica (the other
+    # NAS's too) answers over the overlay network, found by the swarm's DNS (tasks.nasai_ai).
+    for name in ("nas-cluster-1", "nas-cluster-2"):
+        ids = hosts[name].check_output(
+            f"docker ps -q --filter label=com.docker.swarm.service.name={AI} --filter health=healthy").split()
+        assert len(ids) == 1, name
+    local = hosts[NAS[0]].check_output(f"docker ps -q --filter label=com.docker.swarm.service.name={AI}")
+    addresses = hosts[NAS[0]].check_output(f"docker exec {local} getent ahostsv4 tasks.{AI}").split()
+    replicas = sorted({a for a in addresses if a[0].isdigit()})
+    assert len(replicas) == 2, addresses
+    for address in replicas:
+        assert hosts[NAS[0]].check_output(
+            f"docker exec {local} curl -fsS --max-time 5 http://{address}:8081/health").count("ok") == 1
+
+
 def test_the_join_tokens_never_show(hosts, converge):
     tokens = [hosts[NAS[0]].check_output(f"docker swarm join-token -q {role}") for role in ("worker", "manager")]
     run = converge(ALL, None, "-vvv")
@@ -85,6 +136,11 @@ def test_a_manager_down_leaves_the_swarm_answering(hosts):
         # The quorum holds: a change to the swarm's state is accepted.
         hosts[NAS[2]].check_output("docker node update --label-add probe=1 nas-cluster-1")
         hosts[NAS[2]].check_output("docker node update --label-rm probe nas-cluster-1")
+        # Its AI replica comes back on the AI node left (nas-cluster-3 takes none: ai=false).
+        while running_replicas(hosts[NAS[0]]) != ["nas-cluster-1", "nas-cluster-1"]:
+            assert time.monotonic() - start < 120, running_replicas(hosts[NAS[0]])
+            time.sleep(1)
+        FIGURES["replica_back_on_another_nas_s"] = round(time.monotonic() - start, 1)
     finally:
         down.check_output("systemctl start docker.service")
     start = time.monotonic()
@@ -120,10 +176,13 @@ def test_a_nas_leaves_and_joins_again(hosts, converge):
     ({"cluster_managers": ["nas-cluster-1", "nas-elsewhere", "nas-cluster-3"]},
      "cluster_managers names nas-elsewhere, not in group nas"),
     ({"cluster_node_labels": {"rack": 3}}, "cluster_node_labels values must be strings"),
+    ({"cluster_stack_constraints": ["node.labels.disk == nvme"]}, "no NAS meets the AI core's placement"),
+    ({"cluster_stack_ai_replicas": 400}, "cluster_stack_ai_replicas (400) x services_ai_memory (256m) does not fit"),
 ])
 def test_bad_input_is_refused_before_any_change(hosts, converge, extra, message):
-    before = nodes(hosts[NAS[0]])
+    service = f"docker service inspect {AI} --format '{{{{json .Spec}}}} {{{{.Version.Index}}}}'"
+    before = nodes(hosts[NAS[0]]), hosts[NAS[0]].check_output(service)
     run = converge(ALL, extra)
     assert run.rc != 0
     assert message in run.said, run.output[-3000:]
-    assert nodes(hosts[NAS[0]]) == before
+    assert (nodes(hosts[NAS[0]]), hosts[NAS[0]].check_output(service)) == before
