@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
@@ -34,7 +35,8 @@ def _volume(spec: str) -> dict[str, Any]:
 
 
 def swarm_stack(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[str], replicas: Optional[int] = None,
-                constraints: Iterable[str] = (), network: str = "nasai") -> dict[str, Any]:
+                constraints: Iterable[str] = (), network: str = "nasai",
+                proxy: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """A compose file (version 3.8) for `docker stack deploy`: the AI core of the services model,
     replicated over the nodes labelled ai=true (spread), with its quotas as limits and its memory
     reserved, its health check, start-first rolling updates with rollback, DNS round robin (no
@@ -87,8 +89,42 @@ def swarm_stack(definitions: Mapping[str, Mapping[str, Any]], names: Iterable[st
         "rollback_config": {"order": "start-first", "parallelism": 1},
         "labels": {"nasai.stack.service": "ai"},
     }
-    return {"version": "3.8", "services": {"ai": service},
-            "networks": {network: {"driver": "overlay", "labels": {"nasai.stack.network": "true"}}}}
+    stack: dict[str, Any] = {"version": "3.8", "services": {"ai": service},
+                             "networks": {network: {"driver": "overlay", "labels": {"nasai.stack.network": "true"}}}}
+    if proxy:
+        stack["services"]["proxy"] = _proxy(proxy, network)
+        # Swarm secrets and configs cannot change: each content gets its own name (a hash in it).
+        stack["secrets"] = {key: {"file": str(proxy[key]["file"]), "name": str(proxy[key]["name"])}
+                            for key in ("tls", "users")}
+        stack["configs"] = {"haproxy": {"file": str(proxy["config"]["file"]), "name": str(proxy["config"]["name"])}}
+    return stack
+
+
+def _proxy(proxy: Mapping[str, Any], network: str) -> dict[str, Any]:
+    """The TLS proxy on every node: HAProxy with its port published on the node itself (host mode:
+    no routing mesh, no IPVS), balancing over every AI replica of the swarm."""
+    return {
+        "image": str(proxy["image"]),
+        "command": ["haproxy", "-W", "-db", "-f", "/etc/nasai/haproxy.cfg"],
+        "user": "65534:65534",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "ports": [{"target": int(proxy["port"]), "published": int(proxy["port"]), "protocol": "tcp", "mode": "host"}],
+        "configs": [{"source": "haproxy", "target": "/etc/nasai/haproxy.cfg", "mode": 0o444}],
+        "secrets": [{"source": "tls", "target": "tls.pem", "mode": 0o400, "uid": "65534", "gid": "65534"},
+                    {"source": "users", "target": "users.map", "mode": 0o400, "uid": "65534", "gid": "65534"}],
+        "healthcheck": {"test": ["CMD", "curl", "-fsk", "https://127.0.0.1:%d/healthz" % int(proxy["port"])],
+                        "interval": "5s", "timeout": "3s", "retries": 3},
+        "networks": [network],
+        "deploy": {
+            "mode": "global",
+            "resources": {"limits": {"cpus": str(proxy.get("cpus", 1)), "memory": str(proxy.get("memory", "128m"))}},
+            "restart_policy": {"condition": "any", "delay": "2s"},
+            # The port is the node's: the old task must free it before the new one binds.
+            "update_config": {"order": "stop-first", "parallelism": 1, "failure_action": "rollback"},
+            "labels": {"nasai.stack.service": "proxy"},
+        },
+    }
 
 
 def _meets(node: Mapping[str, Any], constraint: str) -> bool:
@@ -129,8 +165,20 @@ def swarm_placement_errors(nodes: Iterable[Mapping[str, Any]], replicas: int, me
     return []
 
 
+def swarm_secret_refs(contents: Mapping[str, str], directory: str, stack: str) -> dict[str, dict[str, str]]:
+    """For each content by key, the file it is written to on the manager and its Swarm name, both
+    with a hash of the content in them: Swarm secrets and configs cannot change, a new content is a
+    new one (and the service using it is updated)."""
+    refs = {}
+    for key, text in sorted(contents.items()):
+        digest = hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:12]
+        refs[key] = {"file": "%s/%s-%s" % (directory.rstrip("/"), key, digest), "name": "%s_%s_%s" % (stack, key, digest)}
+    return refs
+
+
 class FilterModule:
     """nasai.stack's Docker Swarm rendering of the services model."""
 
     def filters(self) -> dict[str, Any]:
-        return {"swarm_stack": swarm_stack, "swarm_placement_errors": swarm_placement_errors}
+        return {"swarm_stack": swarm_stack, "swarm_placement_errors": swarm_placement_errors,
+                "swarm_secret_refs": swarm_secret_refs}

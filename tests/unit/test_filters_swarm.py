@@ -52,3 +52,18 @@ def test_placements_that_fit_pass():
     assert swarm_placement_errors(nodes, 2, "256m") == []
     assert swarm_placement_errors(nodes, 1, "256m", constraints=["node.labels.disk == ssd"]) == []
     assert swarm_placement_errors(nodes, 1, "256m", constraints=["node.hostname != a"]) == []
+
+
+def test_the_proxy_runs_on_every_node_with_its_secrets_named_by_content():
+    from ansible_collections.nasai.stack.plugins.filter.swarm import swarm_secret_refs
+    refs = swarm_secret_refs({"config": "a", "users": "b", "tls": "c"}, "/etc/nasai/cluster/", "nasai")
+    assert refs["users"]["file"].startswith("/etc/nasai/cluster/users-")
+    assert refs["users"]["name"].startswith("nasai_users_")
+    assert swarm_secret_refs({"users": "b2"}, "/d", "nasai")["users"]["name"] != refs["users"]["name"]
+    stack = swarm_stack({"ai": AI}, ["ai"], proxy=dict(refs, image="nasai/svc-haproxy:test", port=9443))
+    proxy = stack["services"]["proxy"]
+    assert proxy["deploy"]["mode"] == "global" and proxy["deploy"]["update_config"]["order"] == "stop-first"
+    assert proxy["ports"] == [{"target": 9443, "published": 9443, "protocol": "tcp", "mode": "host"}]
+    assert proxy["user"] == "65534:65534" and proxy["read_only"] is True and proxy["cap_drop"] == ["ALL"]
+    assert {s["target"] for s in proxy["secrets"]} == {"tls.pem", "users.map"}
+    assert stack["secrets"]["tls"] == refs["tls"] and stack["configs"]["haproxy"] == refs["config"]

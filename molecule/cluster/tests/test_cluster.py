@@ -1,12 +1,14 @@
 """Three NAS formed into one Docker Swarm by the cluster role: three managers hold a quorum, the
 labels are the inventory's and the facts', the services model's AI core runs as a swarm service on
-the NAS labelled ai=true only (spread, quotas, health checks, start-first updates) and its replicas
-answer across the overlay network, a manager down leaves the swarm answering and its replica comes
-back on another NAS, a NAS leaves and joins again, the tokens never show, and bad input (placement
-included) is refused before any change. Figures go to .cache/artefacts/cluster.json."""
+the NAS labelled ai=true only (spread, quotas, health checks, start-first updates) and the TLS proxy
+of a NAS without AI answers from the replicas of the others, a manager down leaves the swarm
+answering (no request through the proxy fails) and its replica comes back on another NAS, a NAS
+leaves and joins again, the tokens never show, and bad input (placement included) is refused before
+any change. Figures go to .cache/artefacts/cluster.json."""
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import testinfra
 NAS = ["nas-cluster-1", "nas-cluster-2", "nas-cluster-3"]
 ALL = "nas"
 AI = "nasai_ai"
+PROXY = "nasai_proxy"
+KEY = "robot-key-0123456789abcdef"
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 FIGURES = {}
 
@@ -110,6 +114,47 @@ def test_the_ai_core_runs_on_the_ai_nodes_with_its_quotas_and_answers_across_nod
             f"docker exec {local} curl -fsS --max-time 5 http://{address}:8081/health").count("ok") == 1
 
 
+def client(hosts):
+    """nas-cluster-1 as a client of the swarm's proxies, trusting the proxy's certificate."""
+    cert = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "cluster-tls" / "server.crt"
+    subprocess.run(["docker", "exec", "-i", NAS[0], "sh", "-c", "cat > /root/swarm-proxy.crt"],
+                   input=cert.read_bytes(), check=True)
+    return hosts[NAS[0]]
+
+
+def ask(host, nas, key=KEY, path="/v1/models"):
+    """The HTTP status of one request to that NAS's swarm proxy, its certificate checked."""
+    auth = f"-H 'Authorization: Bearer {key}'" if key else ""
+    return host.run(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 --cacert /root/swarm-proxy.crt "
+                    f"{auth} https://{nas}:9443{path}").stdout.strip()
+
+
+def replica_nodes(manager):
+    """The node of each AI replica's address on the stack's network."""
+    services = json.loads(manager.check_output(
+        "docker network inspect nasai_nasai --verbose --format '{{json .Services}}'"))
+    addr_node = {n["Status"]["Addr"]: n["Description"]["Hostname"]
+                 for n in json.loads(manager.check_output("docker node inspect $(docker node ls -q)"))}
+    return {task["EndpointIP"]: addr_node.get(task["Info"]["Host IP"])
+            for task in services[AI]["Tasks"]}
+
+
+def test_a_nas_without_ai_answers_through_its_proxy_from_replicas_on_the_others(hosts):
+    """nas-cluster-3 runs no AI replica: its TLS proxy answers from the replicas of nas-cluster-1 and
+    nas-cluster-2 (its access log names each replica's address); no key, 401."""
+    me = client(hosts)
+    assert ask(me, "nas-cluster-3", key=None) == "401"
+    statuses = [ask(me, "nas-cluster-3") for _attempt in range(6)]
+    assert statuses == ["200"] * 6, statuses
+    third = hosts[NAS[2]]
+    proxy = third.check_output(f"docker ps -q --filter label=com.docker.swarm.service.name={PROXY}")
+    log = third.check_output(f"docker logs --tail 50 {proxy} 2>&1")
+    answered = [line.split()[4].rsplit(":", 1)[0] for line in log.splitlines() if '"GET /v1/models' in line
+                and " 200 " in line]
+    where = replica_nodes(hosts[NAS[0]])
+    assert {where.get(address) for address in answered[-6:]} == {"nas-cluster-1", "nas-cluster-2"}, (answered, where)
+
+
 def test_the_join_tokens_never_show(hosts, converge):
     tokens = [hosts[NAS[0]].check_output(f"docker swarm join-token -q {role}") for role in ("worker", "manager")]
     run = converge(ALL, None, "-vvv")
@@ -121,12 +166,26 @@ def test_the_join_tokens_never_show(hosts, converge):
 
 
 def test_a_manager_down_leaves_the_swarm_answering(hosts):
-    """The engine of one manager stops: the two others keep the quorum and see it down; started
+    """The engine of one manager stops: requests through another NAS's proxy go on (figures), the two
+    other managers keep the quorum and see it down, its AI replica starts on the other AI NAS; started
     again, it is back as a reachable manager by itself."""
     down = hosts[NAS[1]]
+    me = client(hosts)
     down.check_output("systemctl stop docker.socket docker.service")
     try:
         start = time.monotonic()
+        # Through nas-cluster-3's proxy, one request after the other from the stop on: the failed
+        # ones and the seconds until ten in a row succeed (HAProxy's checks and retries move off the
+        # lost replica).
+        failed, streak = 0, 0
+        while streak < 10:
+            if ask(me, "nas-cluster-3") == "200":
+                streak += 1
+            else:
+                failed, streak = failed + 1, 0
+            assert time.monotonic() - start < 120, failed
+        FIGURES["failover_failed_requests"] = failed
+        FIGURES["failover_seconds_to_ten_good"] = round(time.monotonic() - start, 1)
         while True:
             seen = nodes(hosts[NAS[0]])
             if seen["nas-cluster-2"][1] == "unreachable":
