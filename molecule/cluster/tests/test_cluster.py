@@ -79,6 +79,9 @@ def test_labels_are_the_inventory_s_and_the_facts(hosts):
         assert labels["nasai.cores"] == host.check_output("nproc --all"), name
         assert labels["nasai.gpu"] == "none", name
         assert int(labels["nasai.memory_gib"]) >= 1, name
+        # The size of the data path's filesystem (its size, not its free space, which would change
+        # the label at every run).
+        assert int(labels["nasai.disk_gib"]) >= 1, name
     assert seen["nas-cluster-1"][3]["room"] == "office" and seen["nas-cluster-1"][3]["disk"] == "ssd"
     # A label set by hand (not the role's own) stays across a run.
     first = hosts[NAS[0]]
