@@ -10,21 +10,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
-SIZE = re.compile(r"^\s*([0-9]+)\s*([bkmg]?)b?\s*$", re.I)
+# The Kubernetes rendering's substitution of {port}, and the services' reading of a Docker size.
+from ansible_collections.nasai.stack.plugins.filter.k8s_manifests import _with_port
+from ansible_collections.nasai.stack.plugins.filter.services_sizing import docker_size_bytes
+
 CONSTRAINT = re.compile(r"^\s*node\.(labels\.([A-Za-z0-9._-]+)|hostname|role)\s*(==|!=)\s*(\S+)\s*$")
 # The node label of the NAS that may run AI core replicas (the cluster role's cluster_ai_node).
 AI_LABEL = "ai"
-
-
-def _bytes(size: Any) -> Optional[int]:
-    match = SIZE.match(str(size)) if size not in (None, "") else None
-    if not match:
-        return None
-    return int(match.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2).lower()]
-
-
-def _with_port(value: Any, port: Any) -> str:
-    return str(value).replace("{port}", str(port))
 
 
 def _volume(spec: str) -> dict[str, Any]:
@@ -154,7 +146,7 @@ def swarm_placement_errors(nodes: Iterable[Mapping[str, Any]], replicas: int, me
     if not fit:
         return ["no NAS meets the AI core's placement (%s): set cluster_ai_node true on at least one, or "
                 "change cluster_stack_constraints" % " and ".join(every)]
-    need = _bytes(memory)
+    need = docker_size_bytes(memory)
     if need:
         room = sum(int(n.get("memory_bytes") or 0) // need for n in fit)
         if int(replicas) > room:

@@ -134,8 +134,9 @@ def default_route_interface(route_table):
     return None
 
 
-def plan(swarm, state, init, cluster_ids, force_rejoin):
-    """(action, refusal) from the engine's /info Swarm section and the request."""
+def plan(swarm, state, init, other_swarm, force_rejoin):
+    """(action, refusal) from the engine's /info Swarm section and the request; `other_swarm`: the
+    engine is active in a swarm none of whose managers is among those asked to join."""
     local = swarm.get("LocalNodeState") or "inactive"
     in_swarm = local in ("active", "pending", "locked", "error")
     if state == "read":
@@ -153,7 +154,7 @@ def plan(swarm, state, init, cluster_ids, force_rejoin):
     if not in_swarm:
         return ("initialised" if init else "joined"), None
     current = (swarm.get("Cluster") or {}).get("ID", "")
-    if init or not cluster_ids or current in cluster_ids or local == "pending":
+    if init or not other_swarm or local == "pending":
         return "none", None
     if force_rejoin:
         return "rejoined", None
@@ -184,15 +185,12 @@ def main():
         swarm = engine.call("GET", "/info")[1].get("Swarm") or {}
         # The swarm the join token belongs to is not known before joining; a node in a swarm that
         # lists one of remote_addrs among its managers is in the right one.
-        cluster_ids = []
+        other_swarm = False
         if p["state"] == "present" and not p["init"] and swarm.get("LocalNodeState") == "active":
             managers = {m.get("Addr", "").rsplit(":", 1)[0] for m in swarm.get("RemoteManagers") or []}
             asked = {addr.rsplit(":", 1)[0] if addr.count(":") == 1 else addr for addr in p["remote_addrs"]}
-            if managers & asked:
-                cluster_ids = [(swarm.get("Cluster") or {}).get("ID", "")]
-            else:
-                cluster_ids = ["(the swarm of %s)" % ", ".join(sorted(asked))]
-        action, why = plan(swarm, p["state"], p["init"], cluster_ids, p["force_rejoin"])
+            other_swarm = not managers & asked
+        action, why = plan(swarm, p["state"], p["init"], other_swarm, p["force_rejoin"])
         result = {"changed": action not in ("none", None), "action": action or "none",
                   "local_state": swarm.get("LocalNodeState") or "inactive"}
         if why:

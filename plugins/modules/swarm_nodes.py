@@ -17,7 +17,8 @@ description:
     for are removed; other labels (set by hand or by another tool) are kept.
   - Nodes of O(remove) are removed from the swarm once they have left it (state C(down)); a node
     still up is refused (it must leave first).
-  - Demoting the last manager, or more managers than keep a quorum at once, is refused.
+  - Leaving the swarm with no manager is refused; the engine itself refuses a demotion that would
+    break the quorum of the managers that are up.
 attributes:
   check_mode:
     support: full
@@ -126,9 +127,9 @@ def main():
     try:
         nodes = engine.call("GET", "/nodes")[1]
         by_id = {n["ID"]: n for n in nodes}
-        unknown = [n.get("id") for n in p["nodes"] if n.get("id") not in by_id] + \
-                  [i for i in p["remove"] if i not in by_id and i]
-        if [u for u in unknown if u not in p["remove"]]:
+        # (A node of `remove` already gone from the list is fine: it left and was removed before.)
+        unknown = [n.get("id") for n in p["nodes"] if n.get("id") not in by_id]
+        if unknown:
             module.fail_json(msg="node(s) %s are not in this swarm" % ", ".join(map(str, unknown)))
         why = quorum_refusal([n for n in nodes if n["ID"] not in p["remove"]],
                              {n["id"]: n.get("role") for n in p["nodes"] if n.get("role")})

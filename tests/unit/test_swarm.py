@@ -20,27 +20,27 @@ def test_the_default_route_s_interface_is_advertised():
     assert default_route_interface(ROUTES.replace("eth0\t00000000", "eth0\t00000001")) is None
 
 
-@pytest.mark.parametrize(("swarm", "state", "init", "ids", "force", "action"), [
-    ({"LocalNodeState": "inactive"}, "present", True, [], False, "initialised"),
-    ({"LocalNodeState": "inactive"}, "present", False, ["c1"], False, "joined"),
-    (MANAGER, "present", True, [], False, "none"),
-    (ACTIVE, "present", False, ["c1"], False, "none"),
-    (ACTIVE, "present", False, ["other"], True, "rejoined"),
-    (ACTIVE, "absent", False, [], False, "left"),
-    ({"LocalNodeState": "inactive"}, "absent", False, [], False, "none"),
-    (MANAGER, "read", False, [], False, "none"),
+@pytest.mark.parametrize(("swarm", "state", "init", "other", "force", "action"), [
+    ({"LocalNodeState": "inactive"}, "present", True, False, False, "initialised"),
+    ({"LocalNodeState": "inactive"}, "present", False, False, False, "joined"),
+    (MANAGER, "present", True, False, False, "none"),
+    (ACTIVE, "present", False, False, False, "none"),
+    (ACTIVE, "present", False, True, True, "rejoined"),
+    (ACTIVE, "absent", False, False, False, "left"),
+    ({"LocalNodeState": "inactive"}, "absent", False, False, False, "none"),
+    (MANAGER, "read", False, False, False, "none"),
 ])
-def test_what_a_node_does(swarm, state, init, ids, force, action):
-    assert plan(swarm, state, init, ids, force) == (action, None)
+def test_what_a_node_does(swarm, state, init, other, force, action):
+    assert plan(swarm, state, init, other, force) == (action, None)
 
 
-@pytest.mark.parametrize(("swarm", "state", "ids", "words"), [
-    (ACTIVE, "present", ["other"], "this engine is in another swarm (c1)"),
-    (MANAGER, "absent", [], "this node is a manager of swarm c1: demote it first"),
-    ({"LocalNodeState": "locked"}, "present", ["c1"], "docker swarm unlock"),
+@pytest.mark.parametrize(("swarm", "state", "other", "words"), [
+    (ACTIVE, "present", True, "this engine is in another swarm (c1)"),
+    (MANAGER, "absent", False, "this node is a manager of swarm c1: demote it first"),
+    ({"LocalNodeState": "locked"}, "present", False, "docker swarm unlock"),
 ])
-def test_what_a_node_refuses(swarm, state, ids, words):
-    action, why = plan(swarm, state, False, ids, False)
+def test_what_a_node_refuses(swarm, state, other, words):
+    action, why = plan(swarm, state, False, other, False)
     assert action is None and words in why
 
 
