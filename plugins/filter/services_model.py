@@ -20,7 +20,8 @@ SERVICE_FIELDS = (
     "networks", "healthcheck", "restart_policy", "labels", "memory", "memory_swap", "memory_reservation", "cpus",
     "cpuset_cpus", "pids_limit", "read_only", "user", "tmpfs", "security_opts", "cap_drop", "cap_add",
     "no_new_privileges", "configs", "config_mount", "data", "data_dirs", "tls", "init", "log", "proxy_path", "order",
-    "proxy_admin", "proxy_public", "proxy_log_port", "start_first", "stop_signal",
+    "proxy_admin", "proxy_public", "proxy_log_port", "start_first", "stop_signal", "devices", "device_requests",
+    "group_add",
 )
 # Order of a service that neither its `order` field nor the role's order table places.
 DEFAULT_ORDER = 50
@@ -151,6 +152,11 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
                 # through SO_REUSEPORT), which then stops gracefully on stop_signal.
                 "start_first": as_bool(service.get("start_first", False)),
                 "stop_signal": service.get("stop_signal"),
+                # A GPU: device nodes (host:container:perms), device requests (CDI or --gpus), the
+                # groups that may open them.
+                "devices": list(service.get("devices") or []),
+                "device_requests": list(service.get("device_requests") or []),
+                "group_add": [str(group) for group in service.get("group_add") or []],
             })
     return out
 

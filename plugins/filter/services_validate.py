@@ -188,18 +188,26 @@ def port_conflicts(ports: Sequence[Mapping[str, Any]], network_mode: str = "host
     return errors
 
 
-def ai_memory_errors(memory: Any, slot_memory: Any, model_memory: Any, slots: Any) -> list[str]:
+def ai_memory_errors(memory: Any, slot_memory: Any, model_memory: Any, slots: Any, gpu_layers: Any = None,
+                     model_layers: Any = 1) -> list[str]:
     """A message when the AI core's `slots` x `slot_memory` + `model_memory` exceed its `memory`
     quota (services_definitions.ai.memory); nothing when one of them is not a Docker size (other
-    checks report that) or the memory is not set."""
+    checks report that) or the memory is not set. With `gpu_layers` of the model's `model_layers`
+    offloaded to a GPU, only the share of the layers left on the CPU counts."""
     sizes = [docker_size_bytes(value) for value in (memory, slot_memory, model_memory)]
     if memory is None or None in sizes:
         return []
     memory_bytes, slot_bytes, model_bytes = sizes
-    if as_int(slots) * slot_bytes + model_bytes <= memory_bytes:
+    on_cpu = 1.0
+    if gpu_layers is not None:
+        total = max(as_int(model_layers, 1), 1)
+        on_cpu = 1.0 - min(max(as_int(gpu_layers), 0), total) / total
+    if (as_int(slots) * slot_bytes + model_bytes) * on_cpu <= memory_bytes:
         return []
-    return ["services_ai_slots (%s) x services_ai_slot_memory (%s) + services_ai_model_memory (%s) exceed the AI core "
-            "memory (%s): lower the slots or raise services_ai_memory" % (slots, slot_memory, model_memory, memory)]
+    return ["services_ai_slots (%s) x services_ai_slot_memory (%s) + services_ai_model_memory (%s)%s exceed the AI core "
+            "memory (%s): lower the slots or raise services_ai_memory"
+            % (slots, slot_memory, model_memory, "" if on_cpu == 1.0 else " (the %d%% of the layers left on the CPU)"
+               % round(on_cpu * 100), memory)]
 
 
 class FilterModule:

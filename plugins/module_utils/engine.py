@@ -97,6 +97,9 @@ class Engine:
     def version(self):
         return self._get("/version")
 
+    def info(self):
+        return self._get("/info")
+
     def container(self, name):
         return self._get("/containers/%s/json" % quote(name, safe=""))
 
@@ -282,6 +285,27 @@ def _port_key(spec):
     return "%s/%s" % (parts[-1], proto), {"HostIp": host_ip.strip("[]"), "HostPort": parts[-2]}
 
 
+def _major(version):
+    match = re.match(r"^\s*([0-9]+)", str(version or ""))
+    return int(match.group(1)) if match else 0
+
+
+def engine_cdi(version_info, info, daemon_settings=None):
+    """Whether the engine hands CDI devices (vendor.com/class=name) to containers.
+
+    Engines that report their CDI spec directories (API 1.46+) have CDI on exactly when they list
+    some; Docker 25-27 have it when daemon.json turns the `cdi` feature on (28 on by default);
+    older engines have no CDI."""
+    if "CDISpecDirs" in (info or {}):
+        return bool(info.get("CDISpecDirs"))
+    major = _major((version_info or {}).get("Version"))
+    if major >= 28:
+        return True
+    if major >= 25:
+        return bool(((daemon_settings or {}).get("features") or {}).get("cdi"))
+    return False
+
+
 def healthcheck_body(check):
     """The API's Healthcheck object of a compose-style healthcheck (test, interval, timeout, ...)."""
     if not check:
@@ -298,13 +322,32 @@ def healthcheck_body(check):
     return body
 
 
+def device_body(item):
+    """The API's device mapping of `host[:container[:permissions]]` (docker run --device)."""
+    parts = str(item).split(":")
+    host = parts[0]
+    container = parts[1] if len(parts) > 1 and parts[1] else host
+    return {"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": parts[2] if len(parts) > 2 else "rwm"}
+
+
+def device_request_body(item):
+    """The API's device request (docker run --gpus, or a CDI device with driver `cdi`) of a dict with
+    driver, count, device_ids, capabilities (a list of lists) and options."""
+    body = {"Driver": str(item.get("driver") or ""), "Count": int(item.get("count") or 0),
+            "DeviceIDs": [str(x) for x in item.get("device_ids") or []],
+            "Capabilities": [[str(c) for c in group] for group in item.get("capabilities") or []],
+            "Options": {str(k): str(v) for k, v in (item.get("options") or {}).items()}}
+    return body
+
+
 def create_body(spec):
     """The body of POST /containers/create for one container of the stack.
 
     `spec` holds the stack's own field names (image, command, entrypoint, env, network_mode,
     networks, published_ports, volumes, healthcheck, restart_policy, labels, memory, memory_swap,
     memory_reservation, cpus, cpuset_cpus, pids_limit, read_only, user, tmpfs, security_opts,
-    cap_drop, cap_add, log_driver, log_options); missing or None fields take the engine's default.
+    cap_drop, cap_add, log_driver, log_options, devices, device_requests, group_add); missing or
+    None fields take the engine's default.
     """
     network_mode = spec.get("network_mode") or "bridge"
     networks = list(spec.get("networks") or [])
@@ -340,6 +383,13 @@ def create_body(spec):
         host["CpusetCpus"] = str(spec["cpuset_cpus"])
     if spec.get("pids_limit") is not None:
         host["PidsLimit"] = int(spec["pids_limit"])
+    # Only when given, so that the fingerprint of a container without them stays as it was.
+    if spec.get("devices"):
+        host["Devices"] = [device_body(item) for item in spec["devices"]]
+    if spec.get("device_requests"):
+        host["DeviceRequests"] = [device_request_body(item) for item in spec["device_requests"]]
+    if spec.get("group_add"):
+        host["GroupAdd"] = [str(group) for group in spec["group_add"]]
     body = {
         "Image": spec["image"],
         "Env": ["%s=%s" % (k, v) for k, v in sorted((spec.get("env") or {}).items())],

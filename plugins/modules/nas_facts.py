@@ -78,6 +78,13 @@ ansible_facts:
         - Platform, cpu, memory, architecture, gpu, docker and data_path details.
         - C(fqdn) and C(lan_ipv4), the address the host reaches other networks from (its default
           route's source; null without one), name the host in certificates.
+        - C(gpu), the GPUs a container could use. NVIDIA - C(nvidia) (device nodes or
+          C(nvidia-smi)), C(nvidia_driver) (C(nvidia-smi) answered or the kernel module is loaded),
+          C(nvidia_gpus) (index, name, memory, uuid from C(nvidia-smi)) and C(memory_bytes), their
+          memory together (null when not known). Intel/AMD - C(dri) (each render node with the group
+          that may open it) and C(kfd) (AMD ROCm). How a container reaches them - C(cdi_devices) (the
+          device names of the CDI specs in C(/etc/cdi) and C(/var/run/cdi)), and the NVIDIA Container
+          Toolkit's C(nvidia_container_hook) and C(nvidia_ctk) (paths, null when missing).
         - C(listening), the TCP ports something listens on beyond loopback, with the program
           (C(process), C(pid)) and whether it runs in a container (another PID namespace, or
           Docker's port forwarder), so that ports the NAS's own web UI holds are known.
@@ -90,7 +97,11 @@ ansible_facts:
         listening: [{port: 443, process: nginx, pid: 812, container: false}]
         cpu_count: 4
         memory_bytes: 8254390272
-        gpu: {present: false, nvidia: false, dri_render_nodes: []}
+        gpu: {present: true, nvidia: true, nvidia_driver: true,
+              nvidia_gpus: [{index: 0, name: NVIDIA RTX 4060, memory_bytes: 8585740288, uuid: GPU-5b1c...}],
+              memory_bytes: 8585740288, dri_render_nodes: [], dri: [], kfd: false,
+              cdi_devices: [nvidia.com/gpu=0, nvidia.com/gpu=all],
+              nvidia_container_hook: /usr/bin/nvidia-container-runtime-hook, nvidia_ctk: /usr/bin/nvidia-ctk}
         docker: {installed: true, version: "20.10.24+dfsg1", socket: true}
         data_path: {path: /container/data, exists: false, probed: /, mount: /, fstype: ext4,
                     size_total: 268435456000, size_available: 85899345920}
@@ -103,7 +114,9 @@ ansible_facts:
 """
 
 import glob
+import grp
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -203,11 +216,104 @@ def cpu_count():
         return os.cpu_count() or 1
 
 
-def detect_gpu(root="/"):
-    nvidia = any(os.path.exists(os.path.join(root, p)) for p in ("dev/nvidiactl", "dev/nvidia0")) \
-        or shutil.which("nvidia-smi") is not None
+# Where the Container Device Interface keeps its device specs (the engine reads both).
+CDI_SPEC_DIRS = ("etc/cdi", "var/run/cdi")
+# NVIDIA Container Toolkit: the hook the engine runs for `--gpus` requests, and its CLI (CDI specs).
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
+NVIDIA_CTK = "nvidia-ctk"
+NVIDIA_SMI_QUERY = ["--query-gpu=index,name,memory.total,uuid", "--format=csv,noheader,nounits"]
+
+
+def parse_nvidia_smi(text):
+    """[{index, name, memory_bytes, uuid}] of `nvidia-smi --query-gpu=index,name,memory.total,uuid
+    --format=csv,noheader,nounits` output (memory in MiB; "[N/A]" gives null)."""
+    gpus = []
+    for line in text.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) < 4 or not fields[0].isdigit():
+            continue
+        mib = fields[2].split()[0] if fields[2] else ""
+        gpus.append({"index": int(fields[0]), "name": fields[1],
+                     "memory_bytes": int(mib) << 20 if mib.isdigit() else None, "uuid": fields[3]})
+    return gpus
+
+
+def cdi_device_names(text):
+    """The fully qualified device names (vendor.com/class=name) a CDI spec (JSON or YAML) declares.
+
+    PyYAML may be missing on a NAS: a YAML spec is then read line by line (the spec's top-level
+    `kind` and the `name` of each entry of `devices`, the only keys called so)."""
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        spec = None
+        try:
+            import yaml  # pylint: disable=import-outside-toplevel
+            spec = yaml.safe_load(text)
+        except Exception:  # pylint: disable=broad-except
+            spec = None
+    if isinstance(spec, dict):
+        kind = spec.get("kind")
+        names = [device.get("name") for device in spec.get("devices") or [] if isinstance(device, dict)]
+    else:
+        match = re.search(r"^kind:\s*[\"']?([^\s\"']+)", text, re.M)
+        kind = match.group(1) if match else None
+        names = re.findall(r"^\s*-?\s*name:\s*[\"']?([^\s\"']+)", text, re.M)
+    if not kind or "/" not in str(kind):
+        return []
+    return ["%s=%s" % (kind, name) for name in names if name]
+
+
+def cdi_devices(root="/"):
+    """Every CDI device name the spec files in /etc/cdi and /var/run/cdi declare, sorted."""
+    found = set()
+    for directory in CDI_SPEC_DIRS:
+        for path in sorted(glob.glob(os.path.join(root, directory, "*"))):
+            if path.endswith((".json", ".yaml", ".yml")):
+                found.update(cdi_device_names(read_text(path) or ""))
+    return sorted(found)
+
+
+def render_node(path):
+    """{path, gid, group} of a DRI render node: containers need its group to open it."""
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:
+        return {"path": path, "gid": None, "group": None}
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = None
+    return {"path": path, "gid": gid, "group": group}
+
+
+def detect_gpu(module=None, root="/"):
+    """NVIDIA GPUs (device nodes, the driver through nvidia-smi: each GPU's memory), DRI render nodes
+    (Intel/AMD GPUs and iGPUs) with their group, and the ways a container can reach them: CDI specs,
+    the NVIDIA Container Toolkit's hook and CLI, AMD's /dev/kfd (ROCm)."""
+    nodes = any(os.path.exists(os.path.join(root, p)) for p in ("dev/nvidiactl", "dev/nvidia0"))
+    smi = shutil.which("nvidia-smi")
+    gpus = []
+    if smi and module is not None:
+        rc, out, _err = module.run_command([smi] + NVIDIA_SMI_QUERY)
+        gpus = parse_nvidia_smi(out) if rc == 0 else []
+    driver = bool(gpus) or os.path.exists(os.path.join(root, "proc/driver/nvidia/version"))
     dri = sorted(glob.glob(os.path.join(root, "dev/dri/renderD*")))
-    return {"present": nvidia or bool(dri), "nvidia": nvidia, "dri_render_nodes": dri}
+    memories = [gpu["memory_bytes"] for gpu in gpus]
+    return {
+        "present": nodes or smi is not None or bool(dri),
+        "nvidia": nodes or smi is not None,
+        "nvidia_driver": driver,
+        "nvidia_gpus": gpus,
+        # All of them together (llama.cpp splits the layers over them); null when not known.
+        "memory_bytes": sum(memories) if memories and None not in memories else None,
+        "dri_render_nodes": dri,
+        "dri": [render_node(path) for path in dri],
+        "kfd": os.path.exists(os.path.join(root, "dev/kfd")),
+        "cdi_devices": cdi_devices(root),
+        "nvidia_container_hook": shutil.which(NVIDIA_HOOK),
+        "nvidia_ctk": shutil.which(NVIDIA_CTK),
+    }
 
 
 def detect_docker(module):
@@ -359,7 +465,7 @@ def main():
         "listening": listening_tcp(),
         "cpu_count": cpu_count(),
         "memory_bytes": memory_bytes(),
-        "gpu": detect_gpu(),
+        "gpu": detect_gpu(module),
         "docker": detect_docker(module),
         "data_path": data_path_facts(data_path),
         "platform_data_path": default_path,

@@ -62,7 +62,9 @@ options:
         (C(test), C(interval), C(timeout), C(retries), C(start_period)), C(restart_policy),
         C(labels), C(memory), C(memory_swap), C(memory_reservation) (Docker sizes), C(cpus),
         C(cpuset_cpus), C(pids_limit), C(read_only), C(user), C(tmpfs) (paths), C(security_opts),
-        C(cap_drop), C(cap_add), C(log_driver), C(log_options).
+        C(cap_drop), C(cap_add), C(log_driver), C(log_options), C(devices)
+        (C(host[:container[:permissions]])), C(device_requests) (C(driver), C(count), C(device_ids),
+        C(capabilities), C(options) - C(--gpus), or CDI devices with driver C(cdi)), C(group_add).
     type: list
     elements: dict
     default: []

@@ -33,6 +33,12 @@ options:
     description: The label (C(key) or C(key=value)) the containers must carry.
     type: str
     default: nasai.stack.service
+  daemon_config:
+    description:
+      - The engine's C(daemon.json), read for its C(features) when the engine does not report
+        whether it reads CDI specs itself (Docker 25-27).
+    type: path
+    default: /etc/docker/daemon.json
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -95,15 +101,26 @@ containers:
           read-write), C(published) (host ports), and
           C(healthcheck) (whether it has one).
       type: dict
+engine:
+  description:
+    - The engine's C(version), C(api_version) and C(cdi), whether it hands CDI devices
+      (C(vendor.com/class=name)) to containers; empty when the engine did not answer.
+  returned: always
+  type: dict
+  sample: {version: "26.1.5+dfsg1", api_version: "1.45", cdi: true}
 engine_error:
   description: Why the engine could not be read; empty when it answered.
   returned: always
   type: str
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nasai.stack.plugins.module_utils.engine import ENGINE_SOCKET_OPTION, Engine, EngineError
+from ansible_collections.nasai.stack.plugins.module_utils.engine import (
+    ENGINE_SOCKET_OPTION, Engine, EngineError, engine_cdi)
+from ansible_collections.nasai.stack.plugins.module_utils.host import read_text
 
 
 def summarize(inspected):
@@ -165,19 +182,33 @@ def read_stack(engine, label):
     return sorted(out, key=lambda item: item["name"])
 
 
+def read_engine(engine, daemon_config):
+    """The engine's version and whether it reads CDI specs."""
+    version = engine.version() or {}
+    try:
+        settings = json.loads(read_text(daemon_config) or "{}")
+    except ValueError:
+        settings = {}
+    return {"version": version.get("Version", ""), "api_version": version.get("ApiVersion", ""),
+            "cdi": engine_cdi(version, engine.info() or {}, settings if isinstance(settings, dict) else {})}
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "label": {"type": "str", "default": "nasai.stack.service"},
+            "daemon_config": {"type": "path", "default": "/etc/docker/daemon.json"},
             "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
     )
+    engine = Engine(module.params["socket"])
     try:
-        containers, error = read_stack(Engine(module.params["socket"]), module.params["label"]), ""
+        containers, error = read_stack(engine, module.params["label"]), ""
+        facts = read_engine(engine, module.params["daemon_config"])
     except EngineError as exc:
-        containers, error = [], str(exc)
-    module.exit_json(changed=False, containers=containers, engine_error=error)
+        containers, facts, error = [], {}, str(exc)
+    module.exit_json(changed=False, containers=containers, engine=facts, engine_error=error)
 
 
 if __name__ == "__main__":

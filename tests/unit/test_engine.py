@@ -323,3 +323,31 @@ def test_start_first_leaves_the_running_proxy_alone_when_the_replacement_fails(m
     error = stack_containers.replace_start_first(engine, "nasai-proxy", body, {"stop_signal": "SIGUSR1"}, 0, 5)
     assert "nasai-proxy: its replacement did not become healthy beside it" in error
     assert ("kill", "nasai-proxy", "SIGUSR1") not in engine.calls and engine.calls[-1] == ("remove", "nasai-proxy-next")
+
+
+def test_a_gpu_reaches_the_container_as_devices_requests_and_groups():
+    body = engine.create_body(dict(SPEC, devices=["/dev/dri/renderD128", "/dev/nvidia0:/dev/gpu0:rw"],
+                                   device_requests=[{"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"]},
+                                                    {"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}],
+                                   group_add=[993]))
+    host = body["HostConfig"]
+    assert host["Devices"] == [
+        {"PathOnHost": "/dev/dri/renderD128", "PathInContainer": "/dev/dri/renderD128", "CgroupPermissions": "rwm"},
+        {"PathOnHost": "/dev/nvidia0", "PathInContainer": "/dev/gpu0", "CgroupPermissions": "rw"}]
+    assert host["DeviceRequests"] == [
+        {"Driver": "cdi", "Count": 0, "DeviceIDs": ["nvidia.com/gpu=all"], "Capabilities": [], "Options": {}},
+        {"Driver": "nvidia", "Count": -1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}]
+    assert host["GroupAdd"] == ["993"]
+    # Without a GPU the body (and so the fingerprint of a container made before) has none of them.
+    assert not {"Devices", "DeviceRequests", "GroupAdd"} & set(engine.create_body(SPEC)["HostConfig"])
+
+
+@pytest.mark.parametrize(("version", "info", "settings", "expected"), [
+    ("28.2.2", {"CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, {}, True),
+    ("28.2.2", {"CDISpecDirs": []}, {}, False),
+    ("26.1.5+dfsg1", {}, {"features": {"cdi": True}}, True),
+    ("26.1.5+dfsg1", {}, {}, False),
+    ("20.10.24+dfsg1", {}, {"features": {"cdi": True}}, False),
+])
+def test_whether_the_engine_reads_cdi_specs(version, info, settings, expected):
+    assert engine.engine_cdi({"Version": version}, info, settings) is expected

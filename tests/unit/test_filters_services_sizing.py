@@ -35,7 +35,8 @@ def test_slots_fit_into_the_memory_next_to_the_model():
     sizing = ai_sizing("4g", "512m", "2g", cpus=2.5, queue_length=512, replicas=2)
     assert sizing == {"memory_bytes": 4 * GIB, "slot_bytes": 512 * MIB, "model_bytes": 2 * GIB, "slots": 4,
                       "threads": 3, "inflight": 8, "threads_http": 18, "probe_inflight": 10, "pids_limit": 18 + 1024 + 3 + 64,
-                      "proxy_maxconn": 512 + 1024 + 8 * 2}
+                      "proxy_maxconn": 512 + 1024 + 8 * 2, "gpu_layers": None, "gpu_bytes": None,
+                      "gpu_usable_bytes": None, "gpu_needed_bytes": 0, "gpu_errors": []}
 
 
 @pytest.mark.parametrize(("memory", "expected"), [("64g", 8), ("1g", 1), ("2g", 1), ("2560m", 1), ("3g", 2)])

@@ -167,3 +167,54 @@ def test_listening_ports_beyond_loopback_name_their_program_and_whether_it_is_a_
     assert nas_facts.listening_tcp(str(tmp_path)) == [
         {"port": 443, "process": "nginx", "pid": 80, "container": False},
         {"port": 8443, "process": "haproxy", "pid": 90, "container": True}]
+
+
+def test_nvidia_smi_gives_each_gpu_with_its_memory():
+    out = "0, NVIDIA H200, 143771, GPU-5b1c\n1, NVIDIA RTX 4060, [N/A], GPU-77aa\nNo devices were found\n"
+    assert nas_facts.parse_nvidia_smi(out) == [
+        {"index": 0, "name": "NVIDIA H200", "memory_bytes": 143771 << 20, "uuid": "GPU-5b1c"},
+        {"index": 1, "name": "NVIDIA RTX 4060", "memory_bytes": None, "uuid": "GPU-77aa"}]
+
+
+CDI_YAML = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+  - name: "0"
+    containerEdits:
+      deviceNodes:
+        - path: /dev/nvidia0
+  - name: all
+    containerEdits:
+      deviceNodes:
+        - path: /dev/nvidia0
+containerEdits:
+  env: [NVIDIA_VISIBLE_DEVICES=void]
+"""
+
+
+def test_cdi_specs_in_json_and_yaml_give_their_device_names(tmp_path, monkeypatch):
+    (tmp_path / "etc" / "cdi").mkdir(parents=True)
+    (tmp_path / "var" / "run" / "cdi").mkdir(parents=True)
+    (tmp_path / "etc" / "cdi" / "nvidia.yaml").write_text(CDI_YAML)
+    (tmp_path / "var" / "run" / "cdi" / "amd.json").write_text('{"cdiVersion": "0.6.0", "kind": "amd.com/gpu", '
+                                                               '"devices": [{"name": "gpu0", "containerEdits": {}}]}')
+    (tmp_path / "etc" / "cdi" / "README").write_text("kind: not/a-spec")
+    assert nas_facts.cdi_devices(str(tmp_path)) == ["amd.com/gpu=gpu0", "nvidia.com/gpu=0", "nvidia.com/gpu=all"]
+    # Without PyYAML (a NAS's Python may lack it) the YAML spec is read line by line, with the same result.
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)
+    assert nas_facts.cdi_device_names(CDI_YAML) == ["nvidia.com/gpu=0", "nvidia.com/gpu=all"]
+    assert nas_facts.cdi_device_names("kind: nokind\ndevices:\n  - name: x\n") == []
+
+
+def test_gpu_facts_from_device_nodes_render_nodes_and_specs(tmp_path):
+    (tmp_path / "dev" / "dri").mkdir(parents=True)
+    (tmp_path / "dev" / "nvidia0").write_text("")
+    (tmp_path / "dev" / "dri" / "renderD128").write_text("")
+    (tmp_path / "dev" / "dri" / "card0").write_text("")
+    gpu = nas_facts.detect_gpu(None, str(tmp_path))
+    assert gpu["present"] and gpu["nvidia"] and not gpu["nvidia_driver"] and gpu["nvidia_gpus"] == []
+    assert gpu["memory_bytes"] is None and gpu["kfd"] is False and gpu["cdi_devices"] == []
+    node = str(tmp_path / "dev" / "dri" / "renderD128")
+    assert gpu["dri_render_nodes"] == [node]
+    assert gpu["dri"] == [{"path": node, "gid": (tmp_path / "dev" / "dri" / "renderD128").stat().st_gid,
+                           "group": gpu["dri"][0]["group"]}]

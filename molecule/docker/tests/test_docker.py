@@ -124,6 +124,8 @@ def test_a_container_runs_from_a_loaded_image(converge, host, nas_name):
      "needs its TLS files on the host first; missing: /etc/nasai/no-ca.pem"),
     ({"docker_users": ["ghost"]}, "docker_users names users that do not exist"),
     ({"docker_log_max_file": 0}, "docker_log_max_file must be between 1 and 100"),
+    # No NVIDIA driver on these NAS: the toolkit is not installed for a GPU that cannot work.
+    ({"docker_nvidia_toolkit": True}, "docker_nvidia_toolkit: true needs the NVIDIA driver on"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     if host.system_info.codename != "bookworm":

@@ -1069,6 +1069,10 @@ def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
      "services_chat_enabled=true needs services_network_mode=host"),
     ({"services_users": [{"name": "eve", "role": "user", "email": "eve"}]},
      "services_users[0].email (user eve) must be an e-mail address"),
+    # The GPU (test_gpu.py): render nodes this NAS lacks, more layers than its 64 MiB GPU holds.
+    ({"services_ai_gpu": "dri"}, "services_ai_gpu=dri: no DRI render node (/dev/dri/renderD*) on this host"),
+    ({"services_ai_gpu_layers": 2}, "services_ai_gpu_layers (2 of 2) with services_ai_slots (2) x services_ai_slot_memory "
+     "need 96 MiB of GPU memory, the GPU has 64 MiB"),
 ])
 def test_bad_input_fails_before_any_change(converge, host, nas_name, extra, message):
     before = snapshot(host)
@@ -1085,14 +1089,16 @@ def snapshot(host):
     return state(host), files, host.check_output("iptables -S")
 
 
-BRIDGE_NGINX = {"services_network_mode": "bridge", "services_proxy_engine": "nginx",
+# Also without the GPU (services_ai_gpu: none), on this NAS that has one (test_gpu.py).
+BRIDGE_NGINX = {"services_network_mode": "bridge", "services_proxy_engine": "nginx", "services_ai_gpu": "none",
                 "services_images": {"llama_cpp": "nasai/llama-server:test", "copyparty": "nasai/svc-copyparty:test",
                                     "nginx": "nasai/svc-nginx:test", "rsyslog": "nasai/svc-rsyslog:test"}}
 
 
 def test_bridge_mode_with_nginx_serves_the_same_stack(converge, host, nas_name):
     """Development mode, with the other proxy engine: a user-defined bridge, services found by name,
-    only the proxy published, the same users and roles."""
+    only the proxy published, the same users and roles; with services_ai_gpu: none the AI core gets no
+    GPU although the NAS has one."""
     try:
         run = converge(nas_name, BRIDGE_NGINX)
         assert run.rc == 0, run.output
@@ -1100,6 +1106,8 @@ def test_bridge_mode_with_nginx_serves_the_same_stack(converge, host, nas_name):
             config = inspect(host, name)
             assert config["HostConfig"]["NetworkMode"] == "nasai", name
             assert config["State"]["Health"]["Status"] == "healthy", name
+            assert not config["HostConfig"].get("DeviceRequests") and not config["HostConfig"].get("Devices"), name
+            assert not [item for item in config["Config"]["Env"] if item.startswith("LLAMA_ARG_N_GPU_LAYERS=")], name
         assert "server nasai-ai-2:8081" in host.file(f"{PROJECT}/config/proxy/nginx.conf").content_string
         answer = json.loads(chat(host, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}).stdout)
         assert answer["usage"]["completion_tokens"] == 4

@@ -159,12 +159,13 @@ def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(con
     before = snapshot(trixie)
     # Swap would be resized first (the swap role runs before services): a late check would show it.
     extra = tmp_path / "broken.yml"
+    # A GPU index beyond the NAS's one GPU (its simulated nvidia-smi answers for GPU 0).
     extra.write_text(f"nas:\n  hosts:\n    {TRIXIE}:\n      swap_file_size: 300M\n"
-                     "      services_ai_queue_length: 0\n", encoding="utf-8")
+                     "      services_ai_gpu_devices: [1]\n", encoding="utf-8")
     run = converge("nas", None, "-i", str(extra))
     assert run.rc == 2, run.output[-3000:]
     assert run.recap(TRIXIE)["failed"] == 1 and run.recap(TRIXIE)["changed"] == 0
-    assert "services_ai_queue_length must be 1-100000 queued requests" in run.output
+    assert "services_ai_gpu_devices [1]: this host has NVIDIA GPUs 0 (nvidia-smi)" in run.output
     assert snapshot(trixie) == before
     # The other NAS went through every play, changed nothing (it is converged) and got its summary.
     recap = run.recap(OMV)
@@ -179,6 +180,7 @@ def test_bad_input_stops_its_nas_before_any_change_while_the_other_converges(con
     assert f"keys: generated ones are in {PROJECT}/secrets/user-<name>.key on the NAS (root only), for admin" in text
     assert omv.file(f"{PROJECT}/secrets/user-admin.key").content_string.strip() not in run.output
     assert "nasai-ai: healthy; memory 256 MiB, 1.5 CPUs" in text
+    assert "AI core GPU: dri through devices (/dev/dri/renderD128), 2 of 2 layers offloaded" in text
     for name in ("nasai-files", "nasai-logs", "nasai-proxy"):
         assert f"{name}: healthy;" in text, name
     assert summary(run.output, TRIXIE) is None
