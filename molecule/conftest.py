@@ -78,3 +78,60 @@ def converge():
         return PlaybookRun(proc)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def refusals(converge, tmp_path_factory):
+    """Run many bad inputs against one host in a single ansible-playbook run and return what each
+    was refused with: {case index: the failure's messages joined}, no entry for a case that was not
+    refused. Each case is a play of its own with converge.yml's vars and the case's on top, its
+    roles included in a block whose rescue records the messages (a looped assert's per-item
+    messages too), so one failing case does not stop the next. One run instead of one per case:
+    Ansible's start and the NAS facts are paid once."""
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    base = yaml.safe_load((scenario / "converge.yml").read_text(encoding="utf-8"))[0]
+    roles = [role["role"] if isinstance(role, dict) else role for role in base.get("roles", [])]
+
+    def run(limit, cases):
+        out_dir = tmp_path_factory.mktemp("refusals")
+        record = ("{{ nasai_test_refusals | default({}) | combine({'%d': ([ansible_failed_result.msg | default('')]"
+                  " + ansible_failed_result.argument_errors | default([])"
+                  " + ansible_failed_result.results | default([]) | selectattr('failed', 'defined')"
+                  " | selectattr('failed') | map(attribute='msg') | list) | join(' | ')}) }}")
+        plays = []
+        for index, extra in enumerate(cases):
+            plays.append({
+                "name": f"Bad input {index}: {json.dumps(extra)[:60]}", "hosts": limit, "gather_facts": False,
+                "vars": {**base.get("vars", {}), **extra},
+                "tasks": [{"name": "Run the roles with the bad input", "block": [
+                    {"name": f"Run {role}", "ansible.builtin.include_role": {"name": role}} for role in roles],
+                    "rescue": [{"name": "Record the refusal", "ansible.builtin.set_fact": {"nasai_test_refusals": record % index}}]}],
+            })
+        plays.append({"name": "Write the refusals", "hosts": limit, "gather_facts": False, "tasks": [
+            {"name": "Write them on the controller", "ansible.builtin.copy": {
+                "content": "{{ nasai_test_refusals | default({}) | to_json }}", "dest": str(out_dir / "refusals.json"),
+                "mode": "0600"}, "delegate_to": "localhost"}]})
+        playbook = out_dir / "refusals.yml"
+        playbook.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
+        result = converge(limit, None, playbook=str(playbook))
+        path = out_dir / "refusals.json"
+        assert path.exists(), result.output[-3000:]
+        found = json.loads(path.read_text(encoding="utf-8"))
+        return {int(key): " ".join(value.split()) for key, value in found.items()}, result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def refused(refusals, host, nas_name, request):
+    """The test module's BAD_INPUTS ([(extra vars, message)]) run on this NAS in one go: ({case:
+    what it was refused with}, whether the module's bad_input_state(host) stayed the same). A module's
+    bad_input_applies(host), when it has one, says on which NAS to run them."""
+    module = request.module
+    applies = getattr(module, "bad_input_applies", None)
+    if applies is not None and not applies(host):
+        pytest.skip("input is checked the same way on every NAS of this scenario: one is enough")
+    before = module.bad_input_state(host)
+    found, run = refusals(nas_name, [extra for extra, _message in module.BAD_INPUTS])
+    assert run.rc == 0, run.output[-3000:]
+    return found, module.bad_input_state(host) == before

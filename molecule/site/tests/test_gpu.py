@@ -12,16 +12,6 @@ import testinfra
 OMV, TRIXIE = "nas-site-omv", "nas-site-trixie"
 
 
-@pytest.fixture(scope="module")
-def omv():
-    return testinfra.get_host(f"docker://{OMV}")
-
-
-@pytest.fixture(scope="module")
-def trixie():
-    return testinfra.get_host(f"docker://{TRIXIE}")
-
-
 def inspect(host, name):
     return json.loads(host.check_output(f"docker inspect {name}"))[0]
 

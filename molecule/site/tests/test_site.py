@@ -64,16 +64,6 @@ def test_stack_serves_chat_over_tls(host):
 
 # --- the proxy role's environment reaches the stack's containers ---------------------------------
 
-@pytest.fixture(scope="module")
-def omv():
-    return testinfra.get_host(f"docker://{OMV}")
-
-
-@pytest.fixture(scope="module")
-def trixie():
-    return testinfra.get_host(f"docker://{TRIXIE}")
-
-
 def container_env(host, name):
     env = json.loads(host.check_output(f"docker inspect -f '{{{{json .Config.Env}}}}' {name}"))
     return dict(item.split("=", 1) for item in env)
