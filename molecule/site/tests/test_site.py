@@ -8,7 +8,6 @@ import shlex
 import time
 import uuid
 
-import pytest
 import testinfra
 
 PLATFORM = {"nas-site-omv": "openmediavault", "nas-site-trixie": "debian"}
