@@ -17,7 +17,9 @@ SOURCES = "/etc/apt/sources.list.d/nvidia-container-toolkit.sources"
 def toolkit(converge, host, nas_name):
     if host.system_info.codename != "trixie":
         pytest.skip("the Debian 13 NAS has the GPU")
-    extra = {"docker_nvidia_toolkit": True, "docker_nvidia_toolkit_repo_url": REPO,
+    # Where test_docker.py left the engine's data (it moves it), so nothing else changes.
+    data_root = host.check_output("docker info --format '{{.DockerRootDir}}'")
+    extra = {"docker_nvidia_toolkit": True, "docker_nvidia_toolkit_repo_url": REPO, "docker_data_root": data_root,
              "docker_nvidia_toolkit_gpg_key": host.file("/srv/nvidia-repo/key.asc").content_string}
     first = converge(nas_name, extra)
     second = converge(nas_name, extra)
