@@ -118,7 +118,10 @@ def ai_gpu_plan(facts: Optional[Mapping[str, Any]], requested: str = "auto", dev
     backend = requested
     if requested == "auto":
         nvidia = _nvidia(facts, chosen, runtime, engine_cdi, cdi_kind) if facts.get("nvidia_driver") else None
-        if nvidia is not None and not nvidia["errors"]:
+        # GPUs chosen by index that are not there are refused, not passed over.
+        found = [gpu.get("index") for gpu in facts.get("nvidia_gpus") or []]
+        beyond = nvidia is not None and [index for index in chosen if index not in found]
+        if nvidia is not None and (beyond or not nvidia["errors"]):
             backend = "nvidia"
         elif facts.get("dri") or facts.get("dri_render_nodes"):
             backend = "dri"

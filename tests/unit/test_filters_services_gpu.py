@@ -64,6 +64,12 @@ def test_nvidia_refusals_name_the_variable(facts, kwargs, message):
     assert any(message in error for error in errors), errors
 
 
+def test_auto_refuses_indexes_beyond_the_gpus_rather_than_passing_the_gpu_over():
+    plan = ai_gpu_plan(NVIDIA, "auto", [3])
+    assert plan["backend"] == "nvidia"
+    assert any("services_ai_gpu_devices [3]: this host has NVIDIA GPUs 0, 1" in error for error in plan["errors"])
+
+
 def test_auto_falls_back_and_says_why():
     plan = ai_gpu_plan(dict(NVIDIA, cdi_devices=[]))
     assert (plan["backend"], plan["errors"]) == ("none", [])
