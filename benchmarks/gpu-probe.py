@@ -3,15 +3,19 @@
 Runs on the host itself, with or without Ansible installed (a machine with a GPU may have neither
 Ansible nor Docker): preflight's GPU detection (nas_facts: nvidia-smi, render nodes, CDI specs, the
 NVIDIA Container Toolkit), then the services role's decision (filters ai_gpu_plan and ai_sizing) for
-the model and quotas given in the environment, and prints both. Where llama.cpp's `llama-bench` is
-at hand (LLAMA_BENCH, or on the PATH) and a GGUF model is given (MODEL), it measures tokens/s with
-every layer on the GPU and with none, and prints the ratio.
+the model and quotas given in the environment, and prints both. Given a GGUF model (MODEL), it then
+runs llama-server twice, with every layer on the GPU and with none, and prints the tokens/s of each
+(prompt and generation, from llama-server's own timings, the best of 3 completions) and the ratio:
+in a container of LLAMA_IMAGE (default: the CUDA, Vulkan or CPU image the role would choose) given
+the GPU the way the role would (CDI, --gpus or the render nodes) where Docker is here, else the
+llama-server binary (LLAMA_SERVER, or on the PATH).
 
     python3 benchmarks/gpu-probe.py
     MODEL=/models/qwen2.5-7b-q4_k_m.gguf MODEL_MEMORY=5g MODEL_LAYERS=28 python3 benchmarks/gpu-probe.py
 
 Environment: SERVICES_AI_GPU (auto), MODEL_MEMORY (2g), MODEL_LAYERS (32), SLOT_MEMORY (512m),
-SLOTS (0: derived), AI_MEMORY (half the host's memory), GPU_RESERVE (512m), ENGINE (llama_cpp).
+SLOTS (0: derived), AI_MEMORY (half the host's memory), GPU_RESERVE (512m), ENGINE (llama_cpp),
+N_PREDICT (128 tokens per completion).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import types
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,15 +72,71 @@ def engine_cdi():
         return None
 
 
-def bench(binary, model, layers):
-    """llama-bench's tokens/s (prompt processing, generation) with `layers` on the GPU."""
-    args = [binary, "-m", model, "-ngl", str(layers), "-p", "512", "-n", "128", "-r", "3", "-o", "json"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        return None, done.stderr.strip().splitlines()[-1:] or ["failed"]
-    rows = json.loads(done.stdout)
-    speeds = {("prompt" if row.get("n_prompt") else "generation"): row.get("avg_ts") for row in rows}
-    return speeds, None
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def docker_gpu_args(plan):
+    """`docker run` options that give a container the GPU the way the services role would."""
+    if plan["runtime"] == "cdi":
+        return [arg for name in plan["cdi_devices"] for arg in ("--device", name)]
+    if plan["runtime"] == "device_request":
+        ids = plan["device_requests"][0].get("device_ids") if plan["device_requests"] else None
+        return ["--gpus", "device=%s" % ",".join(ids) if ids else "all"]
+    args = [arg for device in plan["devices"] for arg in ("--device", device)]
+    return args + [arg for group in plan["group_add"] for arg in ("--group-add", group)]
+
+
+def completion_speeds(port, n_predict):
+    """The best prompt and generation tokens/s of 3 completions (llama-server's own timings)."""
+    body = json.dumps({"prompt": "Write a short story about a NAS that learned to think. " * 2,
+                       "n_predict": n_predict, "cache_prompt": False, "ignore_eos": True}).encode()
+    best = {"prompt": 0.0, "generation": 0.0}
+    for _run in range(3):
+        request = urllib.request.Request("http://127.0.0.1:%d/completion" % port, data=body,
+                                         headers={"Content-Type": "application/json"})
+        timings = json.loads(urllib.request.urlopen(request, timeout=600).read())["timings"]
+        best["prompt"] = max(best["prompt"], timings.get("prompt_per_second") or 0.0)
+        best["generation"] = max(best["generation"], timings.get("predicted_per_second") or 0.0)
+    return best
+
+
+def serve(model, layers, plan, image, binary, n_predict):
+    """Start llama-server with `layers` on the GPU, measure, stop it: ({prompt, generation}, error)."""
+    port = free_port()
+    args = ["--port", str(port), "-ngl", str(layers), "-c", "4096"]
+    if image:
+        gpu = docker_gpu_args(plan) if layers else []
+        started = subprocess.run(["docker", "run", "-d", "--rm", "--network", "host", *gpu, "-v",
+                                  "%s:/models/model.gguf:ro" % os.path.abspath(model), image, "--host", "127.0.0.1",
+                                  "-m", "/models/model.gguf", *args], capture_output=True, text=True, check=False)
+        if started.returncode != 0:
+            return None, started.stderr.strip()
+        stop = ["docker", "rm", "-f", started.stdout.strip()]
+        process = None
+    else:
+        process = subprocess.Popen([binary, "--host", "127.0.0.1", "-m", model, *args],  # pylint: disable=consider-using-with
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop = None
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=5).read()
+                break
+            except (OSError, ValueError):
+                if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                    return None, "llama-server did not become healthy"
+                time.sleep(1)
+        return completion_speeds(port, n_predict), None
+    finally:
+        if stop:
+            subprocess.run(stop, capture_output=True, check=False)
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def main():
@@ -120,20 +183,30 @@ def main():
     for line in plan["errors"] + sizing["gpu_errors"] + ([plan["note"]] if plan["note"] else []):
         print("  ! %s" % line)
 
-    binary = env("LLAMA_BENCH") or shutil.which("llama-bench")
     model = env("MODEL")
-    if not binary or not model:
-        print("\ntokens/s: not measured (needs llama-bench: LLAMA_BENCH or PATH, and a GGUF model: MODEL)")
+    docker_here = shutil.which("docker") and os.path.exists("/var/run/docker.sock")
+    image = env("LLAMA_IMAGE") or (ai_gpu_image(defaults, plan, engine_name) if docker_here else None)
+    binary = None if image else env("LLAMA_SERVER") or shutil.which("llama-server")
+    if not model or not (image or binary):
+        print("\ntokens/s: not measured (needs a GGUF model, MODEL, and Docker or llama-server: LLAMA_SERVER or PATH)")
         return 0
-    print("\ntokens/s with llama-bench (%s), prompt 512 / generation 128 tokens, 3 runs:" % model)
+    print("\ntokens/s of llama-server (%s, %s), best of 3 completions of %s tokens:"
+          % (model, ("image " + image) if image else binary, env("N_PREDICT", "128")))
     results = {}
-    for label, layers in (("GPU (all layers)", 999), ("CPU only", 0)):
-        speeds, error = bench(binary, model, layers)
+    for label, layers in (("GPU (all layers)", 999 if plan["backend"] != "none" else None), ("CPU only", 0)):
+        if layers is None:
+            print("  %-17s skipped: no GPU the AI core would get" % label)
+            continue
+        if layers and image and assumed:
+            print("  %-17s skipped: a container reaches the GPU only once the toolkit is in (docker_nvidia_toolkit)" % label)
+            continue
+        speeds, error = serve(model, layers, plan, image, binary, int(env("N_PREDICT", "128")))
         results[label] = speeds
-        print("  %-17s %s" % (label, speeds if speeds else "failed: %s" % error))
+        print("  %-17s %s" % (label, ("prompt %.1f, generation %.1f" % (speeds["prompt"], speeds["generation"]))
+                              if speeds else "failed: %s" % error))
     gpu, cpu = results.get("GPU (all layers)"), results.get("CPU only")
-    if gpu and cpu and cpu.get("generation"):
-        print("  generation speed-up: %.1fx" % (gpu["generation"] / cpu["generation"]))
+    if gpu and cpu and cpu["generation"]:
+        print("  generation speed-up on the GPU: %.1fx" % (gpu["generation"] / cpu["generation"]))
     return 0
 
 
