@@ -41,7 +41,10 @@ def test_data_path_and_checks(recorded, host):
     assert recorded["checks"] == {"cpu": True, "memory": True, "disk": True, "architecture": True,
                                   "platform": True, "gpu": False, "engine": True, "data_path": True,
                                   "ports": True}
-    assert recorded["gpu"] == {"present": False, "nvidia": False, "dri_render_nodes": []}
+    # No GPU here (the site and services scenarios have simulated ones), nor a way to one.
+    assert recorded["gpu"] == {"present": False, "nvidia": False, "nvidia_driver": False, "nvidia_gpus": [],
+                               "memory_bytes": None, "dri_render_nodes": [], "dri": [], "kfd": False,
+                               "cdi_devices": [], "nvidia_container_hook": None, "nvidia_ctk": None}
 
 
 def test_default_thresholds_fail_naming_host_measure_and_threshold(converge, host, nas_name):
