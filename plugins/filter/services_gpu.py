@@ -33,6 +33,12 @@ def _indexes(devices: Any) -> list[int]:
     return [as_int(item, -1) for item in items]
 
 
+def _beyond(facts: Mapping[str, Any], chosen: list[int]) -> list[int]:
+    """The chosen indexes that are not among the NVIDIA GPUs nvidia-smi listed."""
+    found = [gpu.get("index") for gpu in facts.get("nvidia_gpus") or []]
+    return [index for index in chosen if index not in found]
+
+
 def _nvidia(facts: Mapping[str, Any], chosen: list[int], runtime: str, engine_cdi: Optional[bool],
             cdi_kind: str) -> dict[str, Any]:
     """The NVIDIA part of the plan: the runtime path, the device request and the GPUs' memory."""
@@ -45,8 +51,8 @@ def _nvidia(facts: Mapping[str, Any], chosen: list[int], runtime: str, engine_cd
     if not facts.get("nvidia_driver"):
         errors.append("services_ai_gpu=nvidia: no NVIDIA driver answers on this host (nvidia-smi missing or failing, "
                       "no /proc/driver/nvidia): install the driver, or set services_ai_gpu to auto or none")
-    missing = [index for index in chosen if index not in found]
-    if chosen and missing:
+    missing = _beyond(facts, chosen)
+    if missing:
         errors.append("services_ai_gpu_devices %s: this host has NVIDIA GPUs %s (nvidia-smi)"
                       % (missing, ", ".join(str(index) for index in found) or "none"))
     cdi_ready = all(name in specs for name in names)
@@ -77,7 +83,7 @@ def _nvidia(facts: Mapping[str, Any], chosen: list[int], runtime: str, engine_cd
 
 def _dri(facts: Mapping[str, Any], chosen: list[int], engine: str) -> dict[str, Any]:
     """The render nodes (all, or those of `chosen` by their order), their groups and /dev/kfd."""
-    nodes = list(facts.get("dri") or [{"path": path, "gid": None} for path in facts.get("dri_render_nodes") or []])
+    nodes = list(facts.get("dri") or [])
     errors = []
     if not nodes:
         errors.append("services_ai_gpu=dri: no DRI render node (/dev/dri/renderD*) on this host")
@@ -116,14 +122,13 @@ def ai_gpu_plan(facts: Optional[Mapping[str, Any]], requested: str = "auto", dev
     chosen = _indexes(devices)
     note = ""
     backend = requested
+    nvidia = None
     if requested == "auto":
         nvidia = _nvidia(facts, chosen, runtime, engine_cdi, cdi_kind) if facts.get("nvidia_driver") else None
         # GPUs chosen by index that are not there are refused, not passed over.
-        found = [gpu.get("index") for gpu in facts.get("nvidia_gpus") or []]
-        beyond = nvidia is not None and [index for index in chosen if index not in found]
-        if nvidia is not None and (beyond or not nvidia["errors"]):
+        if nvidia is not None and (_beyond(facts, chosen) or not nvidia["errors"]):
             backend = "nvidia"
-        elif facts.get("dri") or facts.get("dri_render_nodes"):
+        elif facts.get("dri"):
             backend = "dri"
         else:
             backend = "none"
@@ -142,7 +147,7 @@ def ai_gpu_plan(facts: Optional[Mapping[str, Any]], requested: str = "auto", dev
         plan["errors"] = ["services_ai_gpu_devices must be GPU indexes from 0 (empty: all), got %s" % (devices,)]
         return plan
     if backend == "nvidia":
-        plan.update(_nvidia(facts, chosen, runtime, engine_cdi, cdi_kind))
+        plan.update(nvidia or _nvidia(facts, chosen, runtime, engine_cdi, cdi_kind))
     elif backend == "dri":
         plan.update(_dri(facts, chosen, engine))
     keys = IMAGE_KEYS.get(engine, IMAGE_KEYS["llama_cpp"])

@@ -16,6 +16,8 @@ description:
     the engine gave it, through the engine's API socket with the Python standard library only.
   - One call for the whole stack, where one M(ansible.builtin.uri) per container would cost a round
     trip each. site.yml's summary reads the stack with it.
+  - With O(engine), it also says which engine it is and whether it hands CDI devices to containers
+    (the services role asks before giving the AI core an NVIDIA GPU).
   - Changes nothing. When the engine does not answer, it does not fail; RV(engine_error) says why
     and RV(containers) is empty.
 attributes:
@@ -33,10 +35,18 @@ options:
     description: The label (C(key) or C(key=value)) the containers must carry.
     type: str
     default: nasai.stack.service
+  containers:
+    description: Read the containers that carry O(label) (RV(containers)).
+    type: bool
+    default: true
+  engine:
+    description: Read the engine's version and whether it reads CDI specs (RV(engine)).
+    type: bool
+    default: false
   daemon_config:
     description:
       - The engine's C(daemon.json), read for its C(features) when the engine does not report
-        whether it reads CDI specs itself (Docker 25-27).
+        whether it reads CDI specs itself (Docker 25-27). Only with O(engine).
     type: path
     default: /etc/docker/daemon.json
 author:
@@ -103,8 +113,8 @@ containers:
       type: dict
 engine:
   description:
-    - The engine's C(version), C(api_version) and C(cdi), whether it hands CDI devices
-      (C(vendor.com/class=name)) to containers; empty when the engine did not answer.
+    - With O(engine), the engine's C(version), C(api_version) and C(cdi), whether it hands CDI devices
+      (C(vendor.com/class=name)) to containers; empty without O(engine) or when the engine did not answer.
   returned: always
   type: dict
   sample: {version: "26.1.5+dfsg1", api_version: "1.45", cdi: true}
@@ -197,6 +207,8 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "label": {"type": "str", "default": "nasai.stack.service"},
+            "containers": {"type": "bool", "default": True},
+            "engine": {"type": "bool", "default": False},
             "daemon_config": {"type": "path", "default": "/etc/docker/daemon.json"},
             "socket": dict(ENGINE_SOCKET_OPTION),
         },
@@ -204,8 +216,9 @@ def main():
     )
     engine = Engine(module.params["socket"])
     try:
-        containers, error = read_stack(engine, module.params["label"]), ""
-        facts = read_engine(engine, module.params["daemon_config"])
+        containers = read_stack(engine, module.params["label"]) if module.params["containers"] else []
+        facts = read_engine(engine, module.params["daemon_config"]) if module.params["engine"] else {}
+        error = ""
     except EngineError as exc:
         containers, facts, error = [], {}, str(exc)
     module.exit_json(changed=False, containers=containers, engine=facts, engine_error=error)
