@@ -15,7 +15,9 @@ description:
     with its name, role and password - without touching accounts it does not manage.
   - A user missing from Open WebUI is created; one whose name or role differs is updated; one whose
     password differs from the one this module set last (its SHA-256, kept in O(state_file)) gets the
-    password given. Only the admin signs in, once a run, as Open WebUI limits sign-ins per e-mail.
+    password given. Only the admin signs in, at most once a run, as Open WebUI limits sign-ins per
+    e-mail; a run with the admin key of the last run uses the session recorded then (O(state_file))
+    while Open WebUI accepts it, and signs in only when it does not. A new session recorded is no change.
   - An account this module made before (recorded in O(state_file)) whose user is no longer in O(users)
     gets the role C(pending), which locks it out and keeps its chats; nothing is ever deleted.
   - The admin signs in with O(admin_password), else with the password the module last gave it (kept in
@@ -68,7 +70,7 @@ options:
         choices: [admin, user]
   state_file:
     description: JSON file (mode 0600) recording the e-mails this module manages, the SHA-256 of the
-      passwords it set and the admin's last password.
+      passwords it set, the admin's last password and the admin's session.
     type: path
     required: true
   timeout:
@@ -115,9 +117,12 @@ import json
 import os
 import time
 import urllib.error
+import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
+
+
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ApiError(Exception):
@@ -134,8 +139,11 @@ def call(url, method="GET", body=None, token=None, timeout=30):
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = "Bearer " + token
+    # The standard library, not module_utils.urls: plain HTTP on loopback needs nothing more, and the
+    # module ships and starts faster on every run without it. Never through the host's proxy.
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with open_url(url, data=data, method=method, headers=headers, timeout=timeout) as answer:
+        with DIRECT.open(request, timeout=timeout) as answer:
             text = answer.read().decode()
     except urllib.error.HTTPError as error:
         raise ApiError(error.code, error.read().decode(errors="replace")) from error
@@ -172,7 +180,7 @@ def read_state(path):
     except (OSError, ValueError):
         state = {}
     return {"managed": list(state.get("managed", [])), "admin_password": state.get("admin_password"),
-            "hashes": dict(state.get("hashes", {}))}
+            "hashes": dict(state.get("hashes", {})), "token": state.get("token")}
 
 
 def write_state(path, state):
@@ -194,20 +202,34 @@ def digest(password):
 def sync(base, admin_email, admin_password, users, state, check_mode=False):
     """Make Open WebUI's accounts what `users` says; return (result, new state).
 
-    Open WebUI limits sign-ins per e-mail (15 in 3 minutes): only the admin signs in, once. Another
-    user's password is set when their key differs from the one recorded (its SHA-256) at the last run."""
+    Open WebUI limits sign-ins per e-mail (15 in 3 minutes) and each costs a bcrypt check: only the
+    admin signs in, at most once, and a rerun with the same admin key uses the session recorded at the
+    last run while Open WebUI accepts it. Another user's password is set when their key differs from
+    the one recorded (its SHA-256) at the last run."""
     admin_email = admin_email.lower()
     wanted = {user["email"].lower(): user for user in users}
     hashes = dict(state.get("hashes", {}))
     result = {"created": [], "updated": [], "locked": []}
-    token = sign_in(base, admin_email, admin_password)
+    token = listing = None
+    if state.get("token") and state.get("admin_password") == admin_password:
+        try:
+            listing = call(base + "/api/v1/users/all", token=state["token"])
+            token = state["token"]
+        except ApiError as error:
+            if error.status not in (401, 403):
+                raise
+    # The session was made with this very key: the admin's password is current.
     admin_current = token is not None
+    if token is None:
+        token = sign_in(base, admin_email, admin_password)
+        admin_current = token is not None
     if token is None and state.get("admin_password"):
         token = sign_in(base, admin_email, state["admin_password"])
     if token is None:
         raise SignInRefused("the chat's admin %s did not accept its key, nor the one given before: set its "
                             "password in Open WebUI to the admin's key, then run again" % admin_email)
-    listing = call(base + "/api/v1/users/all", token=token)
+    if listing is None:
+        listing = call(base + "/api/v1/users/all", token=token)
     accounts = {user["email"].lower(): user for user in
                 (listing.get("users", []) if isinstance(listing, dict) else listing)}
     for email, user in sorted(wanted.items()):
@@ -236,7 +258,8 @@ def sync(base, admin_email, admin_password, users, state, check_mode=False):
                 call(base + "/api/v1/users/%s/update" % account["id"], "POST", {"role": "pending"}, token=token)
     managed = sorted(set(wanted) | (set(state.get("managed", [])) & set(accounts)))
     new_state = {"managed": managed, "admin_password": admin_password,
-                 "hashes": {email: hashes[email] for email in managed if email in hashes}}
+                 "hashes": {email: hashes[email] for email in managed if email in hashes},
+                 "token": token}
     return result, new_state
 
 
@@ -269,7 +292,9 @@ def main():
         module.fail_json(msg=str(error))
     except (OSError, ApiError, KeyError, ValueError) as error:
         module.fail_json(msg="Open WebUI at %s: %s" % (base, error))
-    changed = bool(result["created"] or result["updated"] or result["locked"]) or new_state != state
+    # The recorded session is a cache: a new one is written, but is no change of the accounts.
+    changed = bool(result["created"] or result["updated"] or result["locked"]) or \
+        dict(new_state, token=None) != dict(state, token=None)
     if new_state != state and not module.check_mode:
         write_state(params["state_file"], new_state)
     module.exit_json(changed=changed, **result)

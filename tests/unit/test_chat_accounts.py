@@ -98,14 +98,34 @@ def test_a_changed_role_or_key_is_updated_and_a_removed_user_is_locked_not_delet
     assert result["locked"] == ["alice@nas.lan"] and roles()["alice@nas.lan"] == "pending"
 
 
-def test_only_the_admin_signs_in_once_a_run(webui, monkeypatch):
-    _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], {})
+def test_only_the_admin_signs_in_and_a_rerun_uses_its_recorded_session(webui, monkeypatch):
     seen = []
     real = chat_accounts.sign_in
     monkeypatch.setattr(chat_accounts, "sign_in", lambda base, email, password: seen.append(email) or real(
         base, email, password))
-    chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], state)
-    assert seen == ["admin@nas.lan"]
+    _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], {})
+    assert seen == ["admin@nas.lan"] and state["token"] == "a1"
+    result, again = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], state)
+    assert seen == ["admin@nas.lan"] and again == state and result["updated"] == []
+
+
+def test_a_session_open_webui_refuses_signs_in_again(webui):
+    _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], {})
+    expired = dict(state, token="expired")
+    result, again = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN, ALICE], expired)
+    assert result == {"created": [], "updated": [], "locked": []} and again["token"] == "a1"
+
+
+def test_a_recorded_session_is_not_used_for_another_admin_key(webui):
+    _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN], {})
+    rotated = dict(ADMIN, password="admin-rotated-0123456789abc")
+    result, state = chat_accounts.sync(webui, "admin@nas.lan", rotated["password"], [rotated], state)
+    # The rotated key did not sign in (not set yet): the admin's password is updated to it.
+    assert result["updated"] == ["admin@nas.lan"]
+    assert chat_accounts.sign_in(webui, "admin@nas.lan", rotated["password"])
+    # The next run with the rotated key changes nothing (its session is the one recorded).
+    result, again = chat_accounts.sync(webui, "admin@nas.lan", rotated["password"], [rotated], state)
+    assert result == {"created": [], "updated": [], "locked": []} and again == state
 
 
 def test_accounts_it_did_not_make_are_left_alone(webui):
