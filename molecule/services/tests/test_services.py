@@ -613,12 +613,15 @@ import asyncio, json, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[1])
 BLOCKERS = int(sys.argv[2])
 
-async def post(body, path="/v1/chat/completions"):
+async def post(body, path="/v1/chat/completions", sent=None):
     reader, writer = await asyncio.open_connection("127.0.0.1", 443, ssl=ctx, server_hostname="localhost")
     data = json.dumps(body).encode()
     writer.write(b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                  b"Authorization: Bearer %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
                  % (path.encode(), sys.argv[3].encode(), len(data)) + data)
+    await writer.drain()
+    if sent is not None:
+        sent.release()
     raw = await reader.read()
     writer.close()
     head, _sep, rest = raw.partition(b"\r\n\r\n")
@@ -626,8 +629,12 @@ async def post(body, path="/v1/chat/completions"):
 
 async def main():
     long = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 100, "ignore_eos": True}
-    blockers = [asyncio.ensure_future(post(long)) for _n in range(BLOCKERS)]
-    await asyncio.sleep(0.2)
+    # The stream goes as soon as every blocker's request is out (not after a fixed pause): the tiny
+    # test model answers a blocker in tens of milliseconds, so a pause let the queue drain first.
+    sent = asyncio.Semaphore(0)
+    blockers = [asyncio.ensure_future(post(long, sent=sent)) for _n in range(BLOCKERS)]
+    for _n in range(BLOCKERS):
+        await sent.acquire()
     stream = await post(dict(long, stream=True), "/v1/chat/completions?nasai=queued-stream")
     done = await asyncio.gather(*blockers)
     print(json.dumps({"stream": stream, "blockers": [status for status, _body in done]}))
