@@ -218,12 +218,12 @@ def sync(base, admin_email, admin_password, users, state, check_mode=False):
         except ApiError as error:
             if error.status not in (401, 403):
                 raise
-    # The session was made with this very key: the admin's password is current.
-    admin_current = token is not None
     if token is None:
         token = sign_in(base, admin_email, admin_password)
-        admin_current = token is not None
-    if token is None and state.get("admin_password"):
+    # Signed in with this very key, now or at the run the recorded session is from: it is current.
+    admin_current = token is not None
+    # Else the password this module gave the admin last, when it is another one.
+    if token is None and state.get("admin_password") not in (None, admin_password):
         token = sign_in(base, admin_email, state["admin_password"])
     if token is None:
         raise SignInRefused("the chat's admin %s did not accept its key, nor the one given before: set its "

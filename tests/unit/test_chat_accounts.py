@@ -116,6 +116,18 @@ def test_a_session_open_webui_refuses_signs_in_again(webui):
     assert result == {"created": [], "updated": [], "locked": []} and again["token"] == "a1"
 
 
+def test_a_refused_key_is_tried_once_when_it_is_the_one_given_before(webui, monkeypatch):
+    _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN], {})
+    FakeOpenWebUI.users["a1"]["password"] = "changed-in-the-ui-0123456789"
+    seen = []
+    real = chat_accounts.sign_in
+    monkeypatch.setattr(chat_accounts, "sign_in", lambda base, email, password: seen.append(password) or real(
+        base, email, password))
+    with pytest.raises(chat_accounts.SignInRefused, match="admin@nas.lan did not accept its key"):
+        chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN], dict(state, token="expired"))
+    assert seen == [ADMIN["password"]]
+
+
 def test_a_recorded_session_is_not_used_for_another_admin_key(webui):
     _result, state = chat_accounts.sync(webui, "admin@nas.lan", ADMIN["password"], [ADMIN], {})
     rotated = dict(ADMIN, password="admin-rotated-0123456789abc")
