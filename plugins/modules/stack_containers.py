@@ -126,6 +126,13 @@ options:
     type: list
     elements: dict
     default: []
+  read_back:
+    description:
+      - Return RV(stack), the containers that carry O(prune_label) (C(nasai.stack.service) without
+        one) as they are once the call is done, as M(nasai.stack.stack_containers_info) reads them. A
+        caller that wants the stack's state after a change needs no call of its own.
+    type: bool
+    default: false
 author:
   - nasai.stack contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -179,6 +186,13 @@ drained:
   description: Seconds each container of O(drain) waited for its last connection before it was removed.
   returned: always
   type: dict
+stack:
+  description:
+    - With O(read_back), the stack's containers after the call, each as
+      M(nasai.stack.stack_containers_info) returns it in its C(containers).
+  returned: when O(read_back) is true
+  type: list
+  elements: dict
 """
 
 import json
@@ -189,6 +203,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nasai.stack.plugins.module_utils.engine import (
     ENGINE_SOCKET_OPTION, LABEL_SPEC, LABEL_SPEC_HASH, Engine, EngineError, changed_fields, create_body, fingerprint)
+from ansible_collections.nasai.stack.plugins.module_utils.stack_read import read_stack
 
 
 # A container being replaced waits under this name (stopped) until its replacement is healthy.
@@ -382,6 +397,7 @@ def main():
             "signals": {"type": "list", "elements": "dict", "default": []},
             "drain": {"type": "list", "elements": "dict", "default": []},
             "drain_timeout": {"type": "int", "default": 300},
+            "read_back": {"type": "bool", "default": False},
             "socket": dict(ENGINE_SOCKET_OPTION),
         },
         supports_check_mode=True,
@@ -513,11 +529,14 @@ def main():
                         drained[name] = drain(engine, name, drain_ports[name], p["drain_timeout"],
                                               settle=0 if drained else DRAIN_SETTLE)
                     engine.remove(name)
+        stack = read_stack(engine, p["prune_label"] or "nasai.stack.service") if p["read_back"] else None
     except EngineError as exc:
         module.fail_json(msg=str(exc), actions=actions)
 
     result = {"changed": bool(actions), "actions": actions, "containers": report, "removed": removed,
               "outputs": outputs, "addresses": addresses, "drained": drained}
+    if stack is not None:
+        result["stack"] = stack
     if module._diff and actions:
         result["diff"] = {"before": json.dumps(before, indent=2, sort_keys=True) + "\n",
                           "after": json.dumps(after, indent=2, sort_keys=True) + "\n"}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ansible_collections.nasai.stack.plugins.module_utils import engine
+from ansible_collections.nasai.stack.plugins.module_utils import engine, stack_read
 from ansible_collections.nasai.stack.plugins.filter.stack import container_specs, init_specs
 from ansible_collections.nasai.stack.plugins.modules import stack_containers, stack_volume
 
@@ -351,3 +351,25 @@ def test_a_gpu_reaches_the_container_as_devices_requests_and_groups():
 ])
 def test_whether_the_engine_reads_cdi_specs(version, info, settings, expected):
     assert engine.engine_cdi({"Version": version}, info, settings) is expected
+
+
+class _Listed:
+    """A fake engine with two labelled containers, one of which vanishes between list and inspect."""
+
+    def containers(self, label):
+        assert label == "nasai.stack.service"
+        return [{"Id": "b"}, {"Id": "gone"}, {"Id": "a"}]
+
+    def container(self, ident):
+        if ident == "gone":
+            return None
+        return {"Name": "/nasai-" + ident, "Config": {"Image": "img", "Labels": {"nasai.stack.service": ident}},
+                "State": {"Status": "running", "Health": {"Status": "healthy"}},
+                "HostConfig": {"Memory": 268435456, "NanoCpus": 1500000000, "PidsLimit": -1}}
+
+
+def test_the_stack_read_back_is_each_labelled_container_summarized_by_name():
+    stack = stack_read.read_stack(_Listed(), "nasai.stack.service")
+    assert [c["name"] for c in stack] == ["nasai-a", "nasai-b"]
+    assert stack[0]["health"] == "healthy" and stack[0]["memory_bytes"] == 268435456
+    assert stack[0]["cpus"] == 1.5 and stack[0]["pids_limit"] == 0 and stack[0]["service"] == "a"
