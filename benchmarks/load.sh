@@ -33,8 +33,9 @@ converge() {  # converge.yml again with extra variables (JSON)
     MOLECULE_PROJECT_DIRECTORY=$PWD ANSIBLE_COLLECTIONS_PATH="$HOME/.ansible/collections:$PWD/collections" \
     ansible-playbook -i "$eph/inventory" --limit "$host" "molecule/$scenario/converge.yml" -e "$1" >/dev/null
 }
-# The scenario shortens the AI queue for its burst test: back to the role's default (512).
-converge '{"services_ai_queue_length": 512}'
+# The scenario shortens the AI queue for its burst test: back to the role's default (512). Its slots
+# hold 128 tokens; the time to first token of a chat's prompt (some 300 tokens) needs 512.
+converge '{"services_ai_queue_length": 512, "services_ai_slot_context": 512}'
 docker cp benchmarks/load_driver.py "$host:/tmp/load_driver.py"
 echo "== $(docker exec "$host" h2load --version | head -n1); each level bounded to ${seconds} s"
 docker exec "$host" python3 /tmp/load_driver.py "$levels" "$seconds" "$soak"

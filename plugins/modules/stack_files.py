@@ -146,6 +146,11 @@ exists:
   description: For each path of O(read), whether it exists (as a file, directory or link), before any change.
   returned: always
   type: dict
+owners:
+  description: For each path of O(read) that exists, its numeric C(uid:gid) before any change (a link's own).
+  returned: always
+  type: dict
+  sample: {/srv/data/files: "1000:1000"}
 kept:
   description: Directories of O(absent) left because they are not empty.
   returned: always
@@ -269,11 +274,14 @@ def main():
         if str(path).startswith("~"):
             module.fail_json(msg="no user named %s on the host (path %s)" % (str(path)[1:].split("/", maxsplit=1)[0], path))
     changed, before, after = [], [], []
-    contents, exists, kept = {}, {}, []
+    contents, exists, owners, kept = {}, {}, {}, []
     for path in p["read"]:
         data = read_bytes(path)
         contents[path] = None if data is None else data.decode("utf-8", errors="replace")
         exists[path] = os.path.lexists(path)
+        if exists[path]:
+            st = os.lstat(path)
+            owners[path] = "%d:%d" % (st.st_uid, st.st_gid)
 
     try:
         for item in p["directories"]:
@@ -339,7 +347,7 @@ def main():
     except (OSError, ValueError) as exc:
         module.fail_json(msg=str(exc), changed_paths=changed)
 
-    result = {"changed": bool(changed), "contents": contents, "exists": exists, "kept": kept,
+    result = {"changed": bool(changed), "contents": contents, "exists": exists, "owners": owners, "kept": kept,
               "checksums": checksums, "changed_paths": changed}
     if module._diff and changed:
         result["diff"] = {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"}

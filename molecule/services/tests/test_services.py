@@ -738,6 +738,41 @@ def test_disabling_a_service_keeps_its_data_and_reloads_the_proxy_without_a_fail
     assert "keep.txt" in listing
 
 
+def test_file_manager_data_of_another_owner_is_handed_over_only_when_asked(converge, host, nas_name):
+    """Data left by a release that ran the file manager as 1000:1000 (the NAS's first user): with
+    services_files_uid_gid unset the file manager runs as that owner; set to another uid, the run
+    stops naming services_files_migrate_owner and nothing changes; with it, every file is handed
+    over and the file manager runs as the new uid. A rerun changes nothing."""
+    data = f"{PROJECT}/data/files"
+    note = f"{data}/files/old/note.txt"
+    host.check_output(f"mkdir -p {data}/files/old && echo kept > {note} && chown -R 1000:1000 {data}")
+    try:
+        run = converge(nas_name, {"services_files_uid_gid": None})
+        assert run.rc == 0, run.output[-3000:]
+        assert inspect(host, "nasai-files")["Config"]["User"] == "1000:1000"
+        assert (host.file(note).uid, host.file(data).uid) == (1000, 1000)
+
+        before = state(host)
+        run = converge(nas_name)  # converge.yml's services_files_uid_gid: 10002:10002
+        assert run.rc != 0
+        assert (f"but {data} and the files in it belong to 1000:1000: set services_files_migrate_owner: true"
+                in run.said), run.output[-3000:]
+        assert state(host) == before and host.file(note).uid == 1000
+
+        run = converge(nas_name, {"services_files_migrate_owner": True})
+        assert run.rc == 0, run.output[-3000:]
+        assert host.check_output(f"find {data} -not -user 10002 -o -not -group 10002 | wc -l") == "0"
+        assert host.file(note).content_string == "kept\n"
+        assert inspect(host, "nasai-files")["Config"]["User"] == "10002:10002"
+        assert wait_for(lambda: inspect(host, "nasai-files")["State"]["Health"]["Status"] == "healthy", timeout=60)
+        rerun = converge(nas_name)
+        assert rerun.rc == 0 and rerun.recap(nas_name)["changed"] == 0, rerun.output[-3000:]
+    finally:
+        host.run(f"rm -rf {data}/files/old && chown -R 10002:10002 {data}")
+        run = converge(nas_name)
+        assert run.rc == 0, run.output[-3000:]
+
+
 def test_rotated_and_removed_keys_reload_the_proxy_alone_and_no_secret_shows(converge, host, nas_name):
     """A changed key works and the old one stops, a removed user's key stops, after the rerun: the
     proxy re-reads its map (a signal), no container restarts, the AI core least of all. No key shows
@@ -1049,6 +1084,7 @@ def test_a_bad_model_file_never_takes_traffic(converge, host, nas_name):
 # Bad input, each refused naming the variable (one ansible-playbook run for all: conftest `refusals`).
 BAD_INPUTS = [
     ({"services_files_memory": "lots"}, "services_files_memory (services_definitions.files.memory) must be a Docker size"),
+    ({"services_files_uid_gid": "0:0"}, "services_files_uid_gid must be a non-root uid:gid in numbers"),
     ({"services_ai_cpus": 4096}, "services_ai_cpus (services_definitions.ai.cpus) must not exceed the host's"),
     # Dangerous input: more memory than the host has, a port past 65535 for the last replica, a
     # service name or a path that climbs out, the root or a system directory as a data or model path.

@@ -41,6 +41,12 @@ def test_engine_answers_with_the_stack_settings(host):
     assert host.service("docker").is_running and host.service("docker").is_enabled
 
 
+def test_the_file_manager_runs_as_a_uid_of_its_own(omv):
+    """A new install: not the NAS's first user (1000), a uid of the stack's own, which owns its data."""
+    assert omv.check_output("docker inspect -f '{{.Config.User}}' nasai-files") == "10002:10002"
+    assert (omv.file(f"{PROJECT}/data/files").uid, omv.file(f"{PROJECT}/data/files").gid) == (10002, 10002)
+
+
 def test_stack_serves_chat_over_tls(host):
     ca = "/srv/dev-disk-by-label-data/container/services/tls/ca.crt"
     for name in ("nasai-ai", "nasai-files", "nasai-logs", "nasai-proxy"):
