@@ -34,7 +34,8 @@ converge() {  # converge.yml again with extra variables (JSON)
     ansible-playbook -i "$eph/inventory" --limit "$host" "molecule/$scenario/converge.yml" -e "$1" >/dev/null
 }
 # The scenario shortens the AI queue for its burst test: back to the role's default (512). Its slots
-# hold 128 tokens; the time to first token of a chat's prompt (some 300 tokens) needs 512.
+# hold 128 tokens; the time to first token of a chat's prompt (some 200 tokens) needs more (the test
+# model holds 256).
 converge '{"services_ai_queue_length": 512, "services_ai_slot_context": 512}'
 docker cp benchmarks/load_driver.py "$host:/tmp/load_driver.py"
 echo "== $(docker exec "$host" h2load --version | head -n1); each level bounded to ${seconds} s"
