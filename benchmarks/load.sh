@@ -7,18 +7,22 @@
 # of the answered requests, answered, queued-then-answered (HAProxy log: Tw > 0), shed (429/503),
 # errors, cut (requests h2load's own time bound ended), AI core restarts, peak pids and memory;
 # GET /health proxy vs direct; time to first streamed token proxy vs direct; then the same 400 clients
-# through HAProxy and through nginx (the mechanism's choice), and with --soak a soak at 300 clients.
-#   benchmarks/load.sh [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare]
+# through HAProxy and through nginx (the mechanism's choice), with --soak a soak at 300 clients, and
+# last the time to first token again on a model of a small real model's size (sized_gguf.py), which
+# --no-sized leaves out.
+#   benchmarks/load.sh [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare] [--no-sized]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-levels=50,300,1000,2000 seconds=60 soak=0 compare=1
+levels=50,300,1000,2000 seconds=60 soak=0 compare=1 sized=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --levels) levels=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --soak) soak=600; if [[ ${2:-} =~ ^[0-9]+$ ]]; then soak=$2; shift; fi ;;
     --no-compare) compare=0 ;;
-    *) echo "usage: $0 [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare]" >&2; exit 2 ;;
+    --no-sized) sized=0 ;;
+    *) echo "usage: $0 [--levels 50,300,1000,2000] [--seconds 60] [--soak [SECONDS]] [--no-compare] [--no-sized]" >&2
+       exit 2 ;;
   esac
   shift
 done
@@ -45,4 +49,20 @@ if [ "$compare" = 1 ]; then
   docker exec "$host" python3 /tmp/load_driver.py compare "$seconds" haproxy
   converge '{"services_ai_queue_length": 512, "services_proxy_engine": "nginx"}'
   docker exec "$host" python3 /tmp/load_driver.py compare "$seconds" nginx
+fi
+if [ "$sized" = 1 ]; then
+  # The model is made once, with the gguf writer the test image uses, in a virtual environment of
+  # its own (kept under /var/tmp for the next run).
+  gen=/var/tmp/nasai-gguf model=/var/tmp/nasai-sized.gguf
+  if [ ! -s "$model" ]; then
+    [ -x "$gen/bin/python" ] || { python3 -m venv "$gen" && "$gen/bin/pip" install --quiet "gguf==0.17.1"; }
+    "$gen/bin/python" benchmarks/sized_gguf.py "$model.part" && mv "$model.part" "$model"
+  fi
+  docker cp "$model" "$host:/srv/models/sized.gguf"
+  # Its weights (some 480 MB) and two slots of 1,024 tokens in each replica's quota.
+  converge '{"services_ai_queue_length": 512, "services_proxy_engine": "haproxy", "services_ai_model": "sized.gguf",
+             "services_ai_model_memory": "512m", "services_ai_slot_context": 1024, "services_ai_slot_memory": "128m",
+             "services_ai_memory": "1g", "services_ai_model_layers": 30}'
+  echo "== a model of SmolLM-135M's size (random weights, $(du -m "$model" | cut -f1) MB)"
+  docker exec "$host" python3 /tmp/load_driver.py ttft 30 "the 135M-size model"
 fi

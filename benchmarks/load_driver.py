@@ -194,7 +194,21 @@ def ttft(kind, n=100):
     return statistics.median(times["direct"]), statistics.median(times["proxy"])
 
 
+def print_ttft(n, model):
+    """The time to first streamed token of both prompts, direct and through the proxy, printed."""
+    for kind, prompt in (("short", "a one-word prompt"), ("chat", "a chat's prompt of some 200 tokens, never cached")):
+        direct, proxy = ttft(kind, n)
+        print(f"time to first streamed token, {model}, {prompt} (median of {n}): direct {direct * 1000:.1f} ms, "
+              f"proxy {proxy * 1000:.1f} ms, ratio {proxy / direct:.2f} (target <= 1.1)", flush=True)
+
+
 def main():
+    if sys.argv[1] == "ttft":
+        # Only the time to first token, on whatever model the stack serves now (load.sh: a model of
+        # a small real model's size): load_driver.py ttft N MODEL-NAME.
+        wait_healthy()
+        print_ttft(int(sys.argv[2]), sys.argv[3])
+        return
     if sys.argv[1] == "compare":
         # One proxy engine at 400 clients (load.sh runs it for haproxy, then for nginx).
         with open(BODY, "w", encoding="utf-8") as f:
@@ -226,10 +240,7 @@ def main():
         rates[url] = sum(1 for s, _t in rows if s == 200) / wall
     print(f"GET /health at 4 clients: direct {rates[DIRECT]:.0f}/s, proxy {rates[PROXY]:.0f}/s, "
           f"ratio {rates[PROXY] / rates[DIRECT]:.2f} (target >= 0.5)", flush=True)
-    for kind, prompt in (("short", "a one-word prompt"), ("chat", "a chat's prompt of some 200 tokens, never cached")):
-        direct, proxy = ttft(kind)
-        print(f"time to first streamed token, {prompt} (median of 100): direct {direct * 1000:.1f} ms, "
-              f"proxy {proxy * 1000:.1f} ms, ratio {proxy / direct:.2f} (target <= 1.1)", flush=True)
+    print_ttft(100, "the test model")
     if soak:
         # Back-to-back rounds of 6,000 requests at 300 clients until `soak` seconds are over, the AI
         # core's memory read between rounds: continuous load, and a memory series to show it is flat.

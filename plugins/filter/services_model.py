@@ -157,6 +157,8 @@ def service_instances(definitions: Mapping[str, Mapping[str, Any]], names: Itera
                 "devices": list(service.get("devices") or []),
                 "device_requests": list(service.get("device_requests") or []),
                 "group_add": [str(group) for group in service.get("group_add") or []],
+                # The others' first lines go to the collector: it is healthy before they start.
+                "healthy_before_next": name == COLLECTOR and syslog_port is not None,
             })
     return out
 

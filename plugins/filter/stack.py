@@ -13,7 +13,7 @@ from typing import Any, Optional
 _PASSED = ("name", "image", "command", "entrypoint", "env", "volumes", "healthcheck", "restart_policy",
            "memory", "memory_swap", "memory_reservation", "cpus", "cpuset_cpus", "pids_limit", "read_only",
            "user", "tmpfs", "security_opts", "cap_drop", "cap_add", "log_driver", "log_options", "start_first",
-           "stop_signal", "devices", "device_requests", "group_add")
+           "stop_signal", "devices", "device_requests", "group_add", "healthy_before_next")
 
 
 def container_specs(instances: Sequence[Mapping[str, Any]], network_mode: str, network_name: str,

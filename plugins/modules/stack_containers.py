@@ -18,8 +18,12 @@ description:
     its description or its image changed, started when stopped, and left alone otherwise. What it
     was made from is kept as labels (a hash per field), so a rerun compares without reading every
     setting back and a diff names the fields that changed, never their values.
-  - Containers are handled in the order given, and each one is waited for until its health check
-    passes (O(wait_healthy)) before the next, so a reverse proxy listed last finds its upstreams.
+  - Containers are handled in the order given. A container that is replaced (a new image or setting)
+    is waited for until its health check passes (O(wait_healthy)) before the next one. Containers
+    created anew start without a wait and are waited for together, before the next container to
+    replace or start, or at the end; so a first start costs one wait, not one per container. One with
+    C(healthy_before_next) (a log collector the others send their first lines to) is waited for,
+    with those created before it, before the next container starts.
   - A container to recreate (a new image or setting) is stopped and kept aside as C(<name>-previous)
     until its replacement passes its health check, then removed; a replacement that does not become
     healthy is removed and the previous container is put back and started (a rollback), and the task
@@ -64,7 +68,8 @@ options:
         C(cpuset_cpus), C(pids_limit), C(read_only), C(user), C(tmpfs) (paths), C(security_opts),
         C(cap_drop), C(cap_add), C(log_driver), C(log_options), C(devices)
         (C(host[:container[:permissions]])), C(device_requests) (C(driver), C(count), C(device_ids),
-        C(capabilities), C(options) - C(--gpus), or CDI devices with driver C(cdi)), C(group_add).
+        C(capabilities), C(options) - C(--gpus), or CDI devices with driver C(cdi)), C(group_add),
+        and C(healthy_before_next) (bool, the containers after it start only once it is healthy).
     type: list
     elements: dict
     default: []
@@ -411,6 +416,16 @@ def main():
     actions, removed, report, outputs, addresses, drained, signalled = [], [], {}, {}, {}, {}, {}
     drain_ports = {item.get("name"): item.get("port") for item in p["drain"]}
     before, after = {}, {}
+    # Containers created in this run, started and not yet waited for (settle() waits).
+    pending = []
+
+    def settle():
+        for waiting in pending:
+            failure = wait_healthy(engine, waiting, p["healthy_timeout"])
+            if failure:
+                module.fail_json(msg=failure, actions=actions, containers=report)
+            addresses[waiting] = address_of(engine.container(waiting))
+        del pending[:]
     try:
         for net in p["networks"]:
             if engine.network(net["name"]) is None:
@@ -454,6 +469,10 @@ def main():
                 after[name] = {"image": spec["image"], "running": True, "changed_fields": fields}
             if check:
                 continue
+            if action in ("recreated", "started"):
+                # What runs already is replaced only once what this run created before it is healthy
+                # (a proxy whose new configuration names a new replica set).
+                settle()
             # Start-first only where both share the host's network stack (SO_REUSEPORT): a running
             # container in bridge mode holds its published ports through the engine instead.
             host_now = ((current or {}).get("HostConfig") or {}).get("NetworkMode") == "host"
@@ -478,6 +497,12 @@ def main():
                     engine.connect(extra, name, [name])
             if action != "unchanged" or not (current.get("State") or {}).get("Running"):
                 engine.start(name)
+            if action == "created" and p["wait_healthy"]:
+                # Nothing to roll back to: waited for with the others created in this run.
+                pending.append(name)
+                if spec.get("healthy_before_next"):
+                    settle()
+                continue
             error = wait_healthy(engine, name, p["healthy_timeout"]) \
                 if p["wait_healthy"] and body.get("Healthcheck") else None
             if error and action == "recreated":
@@ -496,6 +521,8 @@ def main():
             if action == "recreated":
                 engine.remove(previous)
             addresses[name] = address_of(engine.container(name))
+
+        settle()
 
         for item in p["signals"]:
             name = item.get("name")

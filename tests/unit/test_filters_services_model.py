@@ -70,6 +70,9 @@ def test_instances_mount_config_and_data_and_keep_the_collectors_logs_local():
     assert instances["nasai-logs"]["log_driver"] == "json-file"
     assert instances["nasai-logs"]["log_options"] == {"max-size": "10m", "max-file": "3"}
     assert all(i["log_driver"] == "json-file" for i in service_instances(stack(), NAMES, P))
+    # The others' first lines go to the collector: it alone is healthy before the next starts.
+    assert [i["name"] for i in instances.values() if i["healthy_before_next"]] == ["nasai-logs"]
+    assert not any(i["healthy_before_next"] for i in service_instances(stack(), NAMES, P))
 
 
 def test_instances_in_bridge_mode_share_the_port_and_publish():
