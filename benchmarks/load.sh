@@ -51,11 +51,12 @@ if [ "$compare" = 1 ]; then
   docker exec "$host" python3 /tmp/load_driver.py compare "$seconds" nginx
 fi
 if [ "$sized" = 1 ]; then
-  # The model is made once, with the gguf writer the test image uses, in a virtual environment of
-  # its own (kept under /var/tmp for the next run).
+  # The model is made once, with the gguf writer the test image uses (at the version its build
+  # pins), in a virtual environment of its own (kept under /var/tmp for the next run).
   gen=/var/tmp/nasai-gguf model=/var/tmp/nasai-sized.gguf
+  gguf_version=$(sed -n 's/^GGUF_VERSION=//p' tests/images/build-llama.sh)
   if [ ! -s "$model" ]; then
-    [ -x "$gen/bin/python" ] || { python3 -m venv "$gen" && "$gen/bin/pip" install --quiet "gguf==0.17.1"; }
+    [ -x "$gen/bin/python" ] || { python3 -m venv "$gen" && "$gen/bin/pip" install --quiet "gguf==$gguf_version"; }
     "$gen/bin/python" benchmarks/sized_gguf.py "$model.part" && mv "$model.part" "$model"
   fi
   docker cp "$model" "$host:/srv/models/sized.gguf"
